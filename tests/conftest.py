@@ -1,0 +1,41 @@
+"""Test set-up: the Triton interpreter on machines without CUDA, and the lecture's names.txt."""
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+# Triton reads TRITON_INTERPRET when it is imported, so this must run before any test module
+# imports triton. With CUDA present the kernels are compiled for real instead.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def names_txt_path() -> Path | None:
+    """names.txt from $MAKEMORE_NAMES or ../shared/data/names.txt, or None where absent."""
+    env = os.environ.get("MAKEMORE_NAMES")
+    candidates = [Path(env)] if env else []
+    candidates.append(REPO.parent / "shared" / "data" / "names.txt")
+    for path in candidates:
+        if path.is_file():
+            return path
+    return None
+
+
+@pytest.fixture(scope="session")
+def names_path() -> Path:
+    path = names_txt_path()
+    if path is None:
+        pytest.skip("names.txt not found: set MAKEMORE_NAMES or place it at ../shared/data/names.txt")
+    return path
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device; this machine has none")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
