@@ -1,0 +1,95 @@
+"""The command line as a user meets it: real subprocesses, exit codes, one-line errors."""
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+
+
+def harness(*args, cwd=None):
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env.pop("TRITON_INTERPRET", None)
+    return subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True, text=True, cwd=cwd or REPO, env=env, timeout=300)
+
+
+def assert_clean_error(proc, *fragments):
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_score_reproduces_the_lecture(names_path):
+    proc = harness("score", "--corpus", str(names_path), "--order", "2", "--smoothing", "1", "andrej", "andrejq")
+    assert proc.returncode == 0, proc.stderr
+    assert "mean NLL 3.036772" in proc.stdout and "mean NLL 3.483402" in proc.stdout
+    proc = harness("score", "--corpus", str(names_path), "--order", "2", "--smoothing", "0", "andrejq")
+    assert proc.returncode == 0 and "mean NLL inf" in proc.stdout
+
+
+def test_sample_lecture_switch(names_path):
+    proc = harness("sample", "--corpus", str(names_path), "--order", "2", "--smoothing", "1", "--num", "5", "--lecture")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["cexze.", "momasurailezitynn.", "konimittain.", "llayn.", "ka."]
+
+
+def test_run_on_names_split_none_reproduces_reference(names_path, tmp_path):
+    out = tmp_path / "run"
+    proc = harness("run", "--corpus", str(names_path), "--orders", "2", "--smoothing", "0", "--split", "none",
+                   "--samples", "5", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    results = json.loads((out / "results.json").read_text())
+    (record,) = results["results"]
+    assert record["train_nll"] == pytest.approx(2.454014, abs=5e-7)
+    assert record["dev_nll"] is None and record["test_nll"] is None
+
+
+def test_default_run_writes_the_report(tmp_path):
+    out = tmp_path / "run"
+    proc = harness("run", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    assert "[2/2]" in proc.stdout
+    results = json.loads((out / "results.json").read_text())
+    keys = {"corpus", "order", "method", "smoothing", "train_nll", "dev_nll", "test_nll", "fit_seconds", "samples"}
+    assert [r["order"] for r in results["results"]] == [2, 3]
+    for r in results["results"]:
+        assert keys <= r.keys() and r["corpus"] == "ssa:2017" and r["method"] == "count"
+        assert len(r["samples"]) == 20 and all(math.isfinite(r[k]) for k in ("train_nll", "dev_nll", "test_nll"))
+    assert results["results"][1]["dev_nll"] < results["results"][0]["dev_nll"]
+    report = (out / "report.md").read_text()
+    assert "- machine: " in report and "- device: cpu" in report
+    assert (out / "results.csv").read_text().startswith("corpus,order,method,smoothing,train_nll")
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (["run", "--corpus", "nosuch"], ["unknown corpus"]),
+    (["run", "--corpus", "ssa:1492"], ["unknown SSA year"]),
+    (["run", "--orders", "0"], ["order 0"]),
+    (["run", "--smoothing", "-1"], ["k must be"]),
+    (["run", "--smoothing", "nan"], ["k must be"]),
+    (["run", "--device", "cuda"], ["no CUDA"]),
+    (["run", "--split", "none"], ["--smoothing auto"]),
+    (["score", "--corpus", "ssa", "andré"], ["'é'", "vocabulary"]),
+    (["sample", "--order", "-2"], ["order -2"]),
+])
+def test_bad_input_is_one_line_exit_2(args, fragments):
+    if "cuda" in args and __import__("torch").cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    assert_clean_error(harness(*args), *fragments)
+
+
+@pytest.mark.parametrize("content", [b"", b"\n\n", b"\xff\xfe\xfa", b"\x00\x01\x02"])
+def test_bad_corpus_files(tmp_path, content):
+    path = tmp_path / "corpus.txt"
+    path.write_bytes(content)
+    assert_clean_error(harness("run", "--corpus", str(path)), str(path))
+
+
+def test_missing_corpus_file(tmp_path):
+    assert_clean_error(harness("run", "--corpus", str(tmp_path / "missing.txt")), "does not exist")
