@@ -16,6 +16,7 @@ The device's own ceiling is measured in the same run by a large device-to-device
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import math
 import re
@@ -33,6 +34,7 @@ from harness.errors import HarnessError
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 PASSES = ("fwd", "fwd+bwd")
+SUITES = ("loss", "train")
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,11 @@ class BenchConfig:
     copy_mib: int = 1024  # size of the copy that measures the device's bandwidth
     max_seconds: float = 0.0  # stop timing (rows skipped, report still written) after this; 0 = no limit
     keep_going: bool = False  # a verification mismatch or backend error becomes a failed row instead of stopping
+    suites: tuple[str, ...] = ("loss", "train")  # the loss-kernel benchmark, the training benchmark
+    corpus: str = "ssa"  # training benchmark: corpus spec (a built-in name or a file of one name per line)
+    orders: tuple[int, ...] = (2, 3)  # training benchmark: n-gram orders
+    train_steps: int = 20  # training benchmark: full-batch steps per timed fit
+    train_repeats: int = 3  # training benchmark: timed fits per variant (the median is reported)
 
 
 _DEFAULTS = BenchConfig()
@@ -145,6 +152,16 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
                    help="time budget: measurements after it are skipped, the report is still written (default: none)")
     p.add_argument("--keep-going", action="store_true",
                    help="record a verification mismatch or a backend error as a failed row and go on (exit 1)")
+    p.add_argument("--suite", nargs="+", default=None, metavar="SUITE",
+                   help="loss and/or train (default loss,train; loss with --quick)")
+    p.add_argument("--corpus", default=_DEFAULTS.corpus,
+                   help="training benchmark corpus: built-in name or file path (default %(default)s)")
+    p.add_argument("--orders", nargs="+", default=[",".join(map(str, _DEFAULTS.orders))], metavar="ORDER",
+                   help="training benchmark n-gram orders (default %(default)s)")
+    p.add_argument("--train-steps", type=int, default=_DEFAULTS.train_steps,
+                   help="training benchmark: full-batch steps per timed fit (default %(default)s)")
+    p.add_argument("--train-repeats", type=int, default=_DEFAULTS.train_repeats,
+                   help="training benchmark: timed fits per variant, median reported (default %(default)s)")
 
 
 def _split_list(values: list[str] | None) -> list[str]:
@@ -241,6 +258,17 @@ def make_bench_config(args: argparse.Namespace) -> BenchConfig:
     if args.max_seconds < 0:
         raise HarnessError(f"--max-seconds must be >= 0 (0 = no limit), got {args.max_seconds}")
 
+    suites = tuple(dict.fromkeys(_split_list(args.suite))) if args.suite else (("loss",) if args.quick else _DEFAULTS.suites)
+    bad = [x for x in suites if x not in SUITES]
+    if bad or not suites:
+        raise HarnessError(f"--suite: unknown {', '.join(bad) or '(none given)'}; choose among {', '.join(SUITES)}")
+    orders = tuple(dict.fromkeys(_parse_size(x, "--orders") for x in _split_list(args.orders)))
+    if not orders or any(o < 2 or o > 4 for o in orders):
+        raise HarnessError(f"--orders: the training benchmark takes orders 2 to 4 (a table of V^(n-1) rows), got {args.orders}")
+    if args.train_steps < 1:
+        raise HarnessError(f"--train-steps must be >= 1, got {args.train_steps}")
+    if args.train_repeats < 1:
+        raise HarnessError(f"--train-repeats must be >= 1, got {args.train_repeats}")
     max_logits_mib = args.max_logits_mib or (2048.0 if device.type == "cuda" else 1024.0)
     copy_mib = args.copy_mib
     if args.quick and copy_mib == _DEFAULTS.copy_mib:
@@ -252,7 +280,8 @@ def make_bench_config(args: argparse.Namespace) -> BenchConfig:
         device=str(device), shapes=shapes, dtypes=dtypes, backends=backends, passes=passes,
         repetitions=args.repetitions, warmup=args.warmup, quick=args.quick, out_dir=out_dir, run_name=run_name,
         seed=args.seed, table_contexts=args.table_contexts, max_logits_mib=max_logits_mib, copy_mib=copy_mib,
-        max_seconds=args.max_seconds, keep_going=args.keep_going,
+        max_seconds=args.max_seconds, keep_going=args.keep_going, suites=suites, corpus=args.corpus, orders=orders,
+        train_steps=args.train_steps, train_repeats=args.train_repeats,
     )
 
 
@@ -600,40 +629,224 @@ def _add_speedups(rows: list[dict]) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# the training benchmark: full-batch gradient descent on an n-gram table model
+
+
+@dataclass(frozen=True)
+class TrainVariant:
+    input: str  # how the logits reach the loss (harness.train.GradientSettings.input)
+    loss: str  # the kernels backend
+    what: str
+
+
+# The first is the baseline of the speed-ups and of the loss check.
+TRAIN_VARIANTS = {
+    "index-torch": TrainVariant("index", "torch", "logits = W[context], eager F.cross_entropy (the baseline)"),
+    "onehot-torch": TrainVariant("onehot", "torch", "the lecture's one_hot(context) @ W, eager F.cross_entropy"),
+    "index-manual": TrainVariant("index", "manual", "W[context], the lecture's exp / normalise / log / mean"),
+    "index-compiled": TrainVariant("index", "compiled", "W[context], our compiled loss (gradient over the logits)"),
+    "index-triton": TrainVariant("index", "triton", "W[context], our Triton kernel (gradient over the logits)"),
+    "table-compiled": TrainVariant("table", "compiled", "table_cross_entropy, compiled backend (no N x V logits)"),
+    "table-triton": TrainVariant("table", "triton", "table_cross_entropy, Triton backend (no N x V logits)"),
+    "counts": TrainVariant("counts", "torch", "sufficient statistics: loss and gradient from the (C, V) target counts"),
+}
+ONEHOT_MAX_BYTES = 256 * 2**20  # the lecture's one-hot matrix is N x C floats: past this it is not worth timing
+TRAIN_CSV_COLUMNS = [
+    "run", "variant", "input", "loss", "order", "corpus", "N", "C", "V", "status", "note", "verified",
+    "loss_err", "grad_err", "steps", "repeats", "ms_per_step", "min_ms_per_step", "max_ms_per_step", "steps_per_s",
+    "speedup_vs_eager", "first_loss", "last_loss", "compile_s",
+    "device", "device_name", "driver", "machine", "torch", "triton", "python", "git_commit", "timestamp",
+]
+
+
+def train_variant_unavailable(name: str, device: torch.device) -> str:
+    variant = TRAIN_VARIANTS[name]
+    if variant.loss == "triton" and device.type != "cuda":
+        return "needs CUDA: the Triton kernel runs on a GPU (its CPU interpreter is for tests, not timing)"
+    try:
+        ok, why = kernels.backend_available(variant.loss, device)
+    except ImportError as exc:
+        return f"not available: {exc}"
+    return "" if ok else f"not available: {why}"
+
+
+def check_counts_step(train, device: torch.device, seed: int) -> tuple[float, float]:
+    """The sufficient-statistics loss and gradient against the per-row computation at the initial table.
+
+    Returns (loss error, gradient error); raises HarnessError when they disagree.
+    """
+    from harness.models import GradientModel
+    from kernels.reference import torch_cross_entropy
+    from kernels.suffstats import count_cross_entropy, target_counts
+
+    (W,) = GradientModel.init(train.order, train.vocab_size, seed, device).tables
+    # the per-row truth in float64: in float32 its gradient sums thousands of rows per context
+    # and is itself the less accurate of the two
+    W64 = W.detach().double().requires_grad_(True)
+    per_row = torch_cross_entropy(W64[train.context], train.target, train.weight.double())
+    (per_row_grad,) = torch.autograd.grad(per_row, W64)
+    counts = target_counts(train.context, train.target, train.num_contexts, train.vocab_size, train.weight.float())
+    from_counts = count_cross_entropy(W, counts)
+    (counts_grad,) = torch.autograd.grad(from_counts, W)
+    loss_err = float((from_counts.detach().double() - per_row.detach()).abs())
+    grad_err = float((counts_grad.double() - per_row_grad).abs().max())
+    scale = float(per_row_grad.abs().max())
+    if loss_err > 1e-4 * float(per_row.detach().abs()) + 1e-6 or grad_err > 1e-4 * scale + 1e-9:
+        raise HarnessError(f"sufficient statistics disagree with the per-row loss (order {train.order}): "
+                           f"loss off by {loss_err:.3g}, gradient by {grad_err:.3g}")
+    return loss_err, grad_err
+
+
+def run_train_bench(config: BenchConfig, log: Callable[[str], None] = print) -> list[dict]:
+    """Steps per second of full-batch gradient training of each order with each variant; one row each.
+
+    The whole corpus is the training set (no split: this measures speed). Each variant first
+    trains two steps untimed (compilation), then `train_repeats` fits of `train_steps` steps are
+    timed by harness.train.fit_gradient (a step includes loss.item(), as the harness trains).
+    Every variant's loss at every step must match the baseline's (rtol 1e-3), and the
+    sufficient-statistics step is checked against the per-row loss and gradient first.
+    """
+    from harness.corpus import load_corpus
+    from harness.ngrams import windows
+    from harness.train import GradientSettings, fit_gradient
+
+    device = torch.device(config.device)
+    env = environment(device)
+    stamp = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    provenance = {
+        "run": config.run_name, "device": str(device), "device_name": env["device_name"],
+        "driver": env.get("driver", "n/a"), "machine": env["machine"], "torch": env["torch"],
+        "triton": env["triton"], "python": env["python"], "git_commit": env["git_commit"], "timestamp": stamp,
+    }
+    corpus = load_corpus(config.corpus, device)
+    kernel_backends = {VARIANTS[b].backend for b in config.backends} | {"torch"}
+    names = [n for n, v in TRAIN_VARIANTS.items() if v.loss in kernel_backends or v.input == "counts"]
+    started = time.perf_counter()
+    rows = []
+    for order in config.orders:
+        train = windows(corpus, order)
+        n, c, v = int(train.target.numel()), train.num_contexts, train.vocab_size
+        log(f"train: {corpus.name} order {order}: {n:,} rows, {c:,} contexts x {v} tokens")
+        baseline_losses = None
+        for name in names:
+            variant = TRAIN_VARIANTS[name]
+            row = dict(provenance, variant=name, input=variant.input, loss=variant.loss, order=order,
+                       corpus=corpus.name, N=n, C=c, V=v, steps=config.train_steps, repeats=config.train_repeats,
+                       verified="no")
+            rows.append(row)
+            why = train_variant_unavailable(name, device)
+            if not why and variant.input == "onehot" and n * c * 4 > ONEHOT_MAX_BYTES:
+                why = f"the one-hot matrix would be N x C = {n:,} x {c:,} floats ({n * c * 4 / 2**30:.1f} GiB)"
+            if not why and config.max_seconds and time.perf_counter() - started > config.max_seconds:
+                why = f"time budget of {config.max_seconds:.0f} s spent (--max-seconds)"
+            if why:
+                row.update(status="skipped", note=why)
+                continue
+            settings = GradientSettings(steps=config.train_steps, loss=variant.loss, input=variant.input, seed=config.seed)
+            try:
+                if variant.input == "counts":
+                    row["loss_err"], row["grad_err"] = check_counts_step(train, device, config.seed)
+                t0 = time.perf_counter()
+                fit_gradient(train, dataclasses.replace(settings, steps=2), device)  # compile, warm caches
+                warm_s = time.perf_counter() - t0
+                fits = [fit_gradient(train, settings, device) for _ in range(config.train_repeats)]
+            except torch.OutOfMemoryError:
+                row.update(status="skipped", note="out of memory")
+                continue
+            except Exception as exc:  # noqa: BLE001 - with --keep-going a broken backend must not lose the run
+                if not config.keep_going or isinstance(exc, HarnessError):
+                    raise
+                row.update(status="failed", note=f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+                continue
+            ms = sorted(f.fit_seconds / config.train_steps * 1e3 for f in fits)
+            median_ms = ms[len(ms) // 2]
+            losses = fits[0].losses
+            if baseline_losses is None:
+                baseline_losses = losses
+            err = max(abs(a - b) for a, b in zip(losses, baseline_losses))
+            if any(abs(a - b) > 1e-3 * abs(b) + 1e-5 for a, b in zip(losses, baseline_losses)):
+                message = (f"training with {name} (order {order}) leaves the baseline's losses: "
+                           f"off by up to {err:.3g} over {config.train_steps} steps")
+                if not config.keep_going:
+                    raise HarnessError(message)
+                row.update(status="failed", note=message)
+                continue
+            row.update(status="ok", note="", verified="yes", ms_per_step=median_ms, min_ms_per_step=ms[0],
+                       max_ms_per_step=ms[-1], steps_per_s=1e3 / median_ms, first_loss=losses[0],
+                       last_loss=losses[-1], compile_s=max(0.0, warm_s - 2 * median_ms * 1e-3))
+            row["loss_err"] = max(row.get("loss_err") or 0.0, err)
+            log(f"  {name:16s} {median_ms:9.3f} ms/step  {1e3 / median_ms:9.1f} steps/s  final loss {losses[-1]:.4f}")
+    for order in config.orders:
+        base = [r for r in rows if r["order"] == order and r["variant"] == "index-torch" and r.get("status") == "ok"]
+        for r in rows:
+            if r["order"] == order and r.get("status") == "ok" and base:
+                r["speedup_vs_eager"] = base[0]["ms_per_step"] / r["ms_per_step"]
+    return rows
+
+
+def render_train_markdown(csv_path: Path) -> list[str]:
+    """The training section of bench.md, from train.csv."""
+    import pandas as pd
+
+    df = pd.read_csv(csv_path, keep_default_na=False, na_values=[""])
+    if df.empty:
+        return []
+    first = df.iloc[0]
+    lines = ["## Training: full-batch gradient descent, steps per second", "",
+             f"Corpus {first['corpus']} (all of it, no split), {int(first['steps'])} steps of W -= 50 * grad with the "
+             f"lecture's regulariser 0.01 * mean(W**2), median of {int(first['repeats'])} fits; a step includes "
+             "loss.item(). Every variant's loss at every step was checked against the baseline's (rtol 1e-3), and the "
+             "sufficient-statistics step's loss and gradient against the per-row F.cross_entropy(W[context]) before "
+             "timing. The fastest variant of each order is in bold.", ""]
+    for order, group in df.groupby("order"):
+        g0 = group.iloc[0]
+        ok = group[group["status"] == "ok"]
+        best = ok["ms_per_step"].idxmin() if len(ok) else None
+        out = []
+        for idx, r in group.iterrows():
+            bold = (lambda x: f"**{x}**") if idx == best else (lambda x: x)
+            out.append({
+                "variant": bold(r.variant), "ms/step": bold(_fmt(r.ms_per_step, ".3f", "—")),
+                "min–max ms": "—" if r.status != "ok" else f"{r.min_ms_per_step:.3f}–{r.max_ms_per_step:.3f}",
+                "steps/s": _fmt(r.steps_per_s, ".1f", "—"), "× eager": _fmt(r.speedup_vs_eager, ".2f", "—"),
+                "final loss": _fmt(r.last_loss, ".6f", "—"), "max loss diff": _fmt(r.loss_err, ".2g", "—"),
+                "compile s": _fmt(r.compile_s, ".2f", "—"),
+                "status": "ok" if r.status == "ok" else (f"{r.status}: {r.note}" if r.status == "failed" else r.note),
+            })
+        lines += [f"### order {order}: N = {int(g0.N):,} rows, C = {int(g0.C):,} contexts, V = {int(g0.V)}", "",
+                  pd.DataFrame(out).to_markdown(index=False), ""]
+    lines += [f"- `{k}`: {v.what}" for k, v in TRAIN_VARIANTS.items() if k in set(df["variant"])] + [""]
+    return lines
+
+
+# ---------------------------------------------------------------------------------------------
 # output: CSV first, then markdown and the plot rendered from the saved CSV
 
 
 def write_csv(rows: list[dict], path: Path) -> None:
-    import pandas as pd
-
-    pd.DataFrame(rows).reindex(columns=CSV_COLUMNS).to_csv(path, index=False)
+    pd_frame(rows, CSV_COLUMNS).to_csv(path, index=False)
 
 
 def _fmt(x, spec: str, empty: str = "") -> str:
     return empty if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
 
 
-def render_markdown(csv_path: Path, command: str = "") -> str:
-    """bench.md from bench.csv: environment block, headline, one table per dtype and V, notes."""
+def render_markdown(out_dir: Path, command: str = "") -> str:
+    """bench.md from the saved bench.csv and/or train.csv of `out_dir`: environment block,
+    headline, one table per dtype and V, the training section, notes."""
     import pandas as pd
 
-    df = pd.read_csv(csv_path, keep_default_na=False, na_values=[""])
+    read = lambda name: pd.read_csv(out_dir / name, keep_default_na=False, na_values=[""])  # noqa: E731
+    train_lines = render_train_markdown(out_dir / "train.csv") if (out_dir / "train.csv").exists() else []
+    if not (out_dir / "bench.csv").exists():
+        first = read("train.csv").iloc[0]
+        return "\n".join(_environment_lines(first, command) + train_lines) + "\n"
+    df = read("bench.csv")
     copy = df[df["backend"] == "copy"].iloc[0]
     first = df.iloc[0]
-    lines = [f"# Loss-kernel benchmark: {first['run']}", ""]
-    if command:
-        lines += [f"`{command}`", ""]
-    lines += [
-        "## Environment", "",
-        f"- device: {first['device']} — {first['device_name']}",
-        f"- machine: {first['machine']}",
-        f"- driver: {first['driver']}",
-        f"- torch {first['torch']}, triton {first['triton']}, python {first['python']}",
-        f"- git commit: {first['git_commit']}; started {first['timestamp']}",
-        f"- copy bandwidth measured in this run: **{copy['gbps']:.1f} GB/s** "
-        f"({copy['N'] * 4 / 2**20:.0f} MiB device-to-device copy, bytes read + written)",
-        "",
-    ]
+    lines = _environment_lines(first, command)
+    lines[-1:-1] = [f"- copy bandwidth measured in this run: **{copy['gbps']:.1f} GB/s** "
+                    f"({copy['N'] * 4 / 2**20:.0f} MiB device-to-device copy, bytes read + written)"]
     if str(first["device"]).startswith("cpu"):
         lines += ["On CPU the Triton rows are listed as needing CUDA; the fused kernel is timed on a GPU "
                   "(scripts/gpu-check.sh).", ""]
@@ -672,7 +885,22 @@ def render_markdown(csv_path: Path, command: str = "") -> str:
               f"{int(first['C'])} rows; their GB/s counts the N × V rows read from the table as if they were "
               "logits (so they compare with the dense rows) and the C × V table gradient written; rows read "
               "from cache can make it exceed the copy bandwidth.", ""]
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + train_lines) + "\n"
+
+
+def _environment_lines(first, command: str) -> list[str]:
+    lines = [f"# Benchmark: {first['run']}", ""]
+    if command:
+        lines += [f"`{command}`", ""]
+    return lines + [
+        "## Environment", "",
+        f"- device: {first['device']} — {first['device_name']}",
+        f"- machine: {first['machine']}",
+        f"- driver: {first['driver']}",
+        f"- torch {first['torch']}, triton {first['triton']}, python {first['python']}",
+        f"- git commit: {first['git_commit']}; started {first['timestamp']}",
+        "",
+    ]
 
 
 def _headline(df) -> list[str]:
@@ -794,34 +1022,51 @@ def plot(csv_path: Path, png_path: Path) -> None:
 
 
 def bench_main(args: argparse.Namespace) -> int:
-    """Run the `bench` subcommand: verify, time, write bench.csv, bench.md and bench.png."""
+    """Run the `bench` subcommand: verify, time, write bench.csv (+ train.csv), bench.md and bench.png."""
     import shlex
     import sys
 
     config = make_bench_config(args)
     config.out_dir.mkdir(parents=True, exist_ok=True)
     device = torch.device(config.device)
-    print(f"bench: {len(config.shapes)} shapes x {len(config.dtypes)} dtypes x {len(config.backends)} backends on {device}",
-          flush=True)
-    for name in config.backends:
-        why = variant_unavailable(name, device)
-        if why:
-            print(f"  {name}: skipped ({why})", flush=True)
-    limit = _recompile_limit_patch()
-    with limit:
-        rows, env = run_bench(config, log=lambda line: print(line, flush=True))
-    csv_path = config.out_dir / "bench.csv"
-    write_csv(rows, csv_path)
+    if "loss" in config.suites:
+        print(f"bench loss: {len(config.shapes)} shapes x {len(config.dtypes)} dtypes x {len(config.backends)} backends "
+              f"on {device}", flush=True)
+        for name in config.backends:
+            why = variant_unavailable(name, device)
+            if why:
+                print(f"  {name}: skipped ({why})", flush=True)
+    if "train" in config.suites:
+        print(f"bench train: {config.corpus}, orders {', '.join(map(str, config.orders))}, {config.train_steps} steps "
+              f"x {config.train_repeats} fits on {device}", flush=True)
+    log = lambda line: print(line, flush=True)  # noqa: E731
+    started = time.perf_counter()
+    failures = []
+    with _recompile_limit_patch():
+        if "loss" in config.suites:
+            rows, env = run_bench(config, log=log)
+            write_csv(rows, config.out_dir / "bench.csv")
+            plot(config.out_dir / "bench.csv", config.out_dir / "bench.png")
+            failures += env["failures"]
+        if "train" in config.suites:
+            train_rows = run_train_bench(config, log=log)
+            pd_frame(train_rows, TRAIN_CSV_COLUMNS).to_csv(config.out_dir / "train.csv", index=False)
+            failures += [f"train {r['variant']} order {r['order']}: {r['note']}" for r in train_rows if r.get("status") == "failed"]
     command = "python -m harness " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["bench"] else ""
-    (config.out_dir / "bench.md").write_text(render_markdown(csv_path, command))
-    plot(csv_path, config.out_dir / "bench.png")
-    print(f"report: {config.out_dir / 'bench.md'} ({env['seconds']:.0f} s)", flush=True)
-    if env["failures"]:
-        print(f"{len(env['failures'])} measurement(s) failed:", flush=True)
-        for line in env["failures"]:
+    (config.out_dir / "bench.md").write_text(render_markdown(config.out_dir, command))
+    print(f"report: {config.out_dir / 'bench.md'} ({time.perf_counter() - started:.0f} s)", flush=True)
+    if failures:
+        print(f"{len(failures)} measurement(s) failed:", flush=True)
+        for line in failures:
             print(f"  {line}", flush=True)
         return 1
     return 0
+
+
+def pd_frame(rows: list[dict], columns: list[str]):
+    import pandas as pd
+
+    return pd.DataFrame(rows).reindex(columns=columns)
 
 
 def _recompile_limit_patch():
