@@ -121,14 +121,50 @@ def _row_losses(row_max, row_sumexp, target_logit, weight, target, ignore_index:
     return torch.where(valid, nll * weight, 0.0)
 
 
-_ENTRY_POINTS = {"into": _grad_into, "over": _grad_over_logits, "loss": _loss_only, "rows": _row_losses}
+# One Python function per (entry point, V class): dynamo keys its graph cache, and its limit of
+# graphs per function (torch._dynamo.config.recompile_limit, 8), on the code object, so separate
+# functions keep static-V and dynamic-V graphs apart and spread the graphs over several limits.
+# Past the limit dynamo runs the function eagerly: still correct, only slower.
+def _into_static_v(*args):
+    return _grad_into(*args)
+
+
+def _into_dynamic_v(*args):
+    return _grad_into(*args)
+
+
+def _over_static_v(*args):
+    return _grad_over_logits(*args)
+
+
+def _over_dynamic_v(*args):
+    return _grad_over_logits(*args)
+
+
+def _loss_static_v(*args):
+    return _loss_only(*args)
+
+
+def _loss_dynamic_v(*args):
+    return _loss_only(*args)
+
+
+_ENTRY_POINTS = {
+    ("into", True): _into_static_v,
+    ("into", False): _into_dynamic_v,
+    ("over", True): _over_static_v,
+    ("over", False): _over_dynamic_v,
+    ("loss", True): _loss_static_v,
+    ("loss", False): _loss_dynamic_v,
+    ("rows", True): _row_losses,
+}
 
 
 class CompiledKernelCache:
     """The compiled functions and the reusable gradient buffers of this module; bounded, one per process.
 
     - compiled: one `torch.compile` wrapper per (entry point, whether V is static). Dynamo keeps
-      the graphs (one per dtype, device and static V) behind each wrapper.
+      the graphs (one per dtype, device and static V; N is dynamic) behind each wrapper.
     - buffers: gradient buffers keyed by (V, dtype, device), at most `max_buffers`, least
       recently used evicted. A buffer grows to the largest N seen; a call with fewer rows gets
       a view of its first rows. Each buffer carries a generation count so that a backward can
@@ -145,13 +181,7 @@ class CompiledKernelCache:
     def function(self, entry: str, static_vocab: bool):
         key = (entry, static_vocab)
         if key not in self.compiled:
-            # A fresh wrapper per key so that static-V and dynamic-V graphs never serve each other.
-            fn = _ENTRY_POINTS[entry]
-
-            def wrapper(*args, _fn=fn):
-                return _fn(*args)
-
-            self.compiled[key] = torch.compile(wrapper, dynamic=False)
+            self.compiled[key] = torch.compile(_ENTRY_POINTS[key], dynamic=False)
         return self.compiled[key]
 
     def grad_buffer(self, n_rows: int, n_cols: int, dtype: torch.dtype, device: torch.device):
