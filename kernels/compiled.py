@@ -281,7 +281,9 @@ class _CompiledCrossEntropy(torch.autograd.Function):
       before the next forward of the same V (as every training loop does); a backward whose
       buffer was reused by a later forward raises instead of returning a wrong gradient.
       A hook or `retain_grad()` that wants to keep the gradient must clone it.
-    Each forward supports one backward (the buffer is scaled in place).
+    Each forward supports one backward (the buffer is scaled in place). With overwrite_logits
+    and logits that are a view, autograd regenerates the view's grad_fn after the write, so ask
+    for the gradient of the view's base (or a parameter), not of the view itself.
     """
 
     @staticmethod
