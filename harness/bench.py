@@ -1,8 +1,8 @@
 """`python -m harness bench`: the loss backends against eager F.cross_entropy, measured and verified.
 
 For every shape (N rows, vocabulary V) and dtype of the grid, and every backend variant, the
-benchmark first checks the variant's loss and gradient against eager `F.cross_entropy` on the
-very tensors it is about to time (a mismatch fails the run), then times forward and
+benchmark first checks the variant's loss and gradient against eager `F.cross_entropy` (in fp32)
+on the very tensors it is about to time (a mismatch fails the run), then times forward and
 forward+backward: `triton.testing.do_bench` with quantiles on CUDA (it clears L2 between
 repetitions), `torch.utils.benchmark` on CPU. Each measurement becomes one row of a long-format
 table with its provenance; bench.md and bench.png are rendered from the saved bench.csv.
@@ -402,7 +402,7 @@ class Problem:
     target: torch.Tensor  # (N,) int64
     table: torch.Tensor  # (C, V)
     context: torch.Tensor  # (N,) int64
-    ref: dict  # (problem, pass) -> (loss, grad or None)
+    ref: dict  # problem -> (fp32 truth loss, fp32 truth grad, (eager's own loss error, grad error) in this dtype)
 
 
 def make_problem(n: int, v: int, c: int, dtype: torch.dtype, device: torch.device, seed: int, problems: set[str]) -> Problem:
@@ -413,12 +413,23 @@ def make_problem(n: int, v: int, c: int, dtype: torch.dtype, device: torch.devic
     context = torch.randint(0, c, (n,), generator=g, device=device)
     ref = {}
     for problem in problems:
-        leaf = (logits if problem == "logits" else table).detach().requires_grad_(True)
-        x = leaf if problem == "logits" else leaf[context]
-        loss = F.cross_entropy(x, target)
-        (grad,) = torch.autograd.grad(loss, leaf)
-        ref[problem] = (loss.detach(), grad)
+        source = logits if problem == "logits" else table
+        truth_loss, truth_grad = _eager(source.float(), target, context, problem)
+        eager_err = (0.0, 0.0)
+        if dtype != torch.float32:  # eager F.cross_entropy's own low-precision error against the fp32 truth
+            loss, grad = _eager(source, target, context, problem)
+            eager_err = (float((loss.float() - truth_loss).abs()), float((grad.float() - truth_grad).abs().max()))
+            del loss, grad
+        ref[problem] = (truth_loss, truth_grad, eager_err)
     return Problem(logits, target, table, context, ref)
+
+
+def _eager(source: torch.Tensor, target: torch.Tensor, context: torch.Tensor, problem: str) -> tuple:
+    """Eager F.cross_entropy's loss and gradient, of the logits or of the table through table[context]."""
+    leaf = source.detach().requires_grad_(True)
+    loss = F.cross_entropy(leaf if problem == "logits" else leaf[context], target)
+    (grad,) = torch.autograd.grad(loss, leaf)
+    return loss.detach(), grad
 
 
 def loss_fn(name: str, torch_compiled: Callable) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
@@ -470,26 +481,34 @@ def make_step(name: str, pass_: str, prob: Problem, torch_compiled: Callable) ->
 
 
 def compare(got: tuple, ref: tuple, dtype: str, pass_: str) -> tuple[float, float, str]:
-    """Max |loss error|, max |grad error| and '' when within tolerance, else what is wrong."""
+    """Max |loss error|, max |grad error| against the fp32 truth, and '' when acceptable, else what is wrong.
+
+    Acceptable: within the dtype's tolerance, or (bf16, fp16) no more than twice eager
+    F.cross_entropy's own error in that dtype: eager bf16 accumulates a table's gradient in bf16,
+    and a kernel that accumulates in fp32 must not be failed for being closer to the truth.
+    """
     rtol_l, atol_l, rtol_g, atol_g = TOLERANCES[dtype]
     loss, grad = got
-    ref_loss, ref_grad = ref
-    loss, ref_loss = loss.float(), ref_loss.float()
+    ref_loss, ref_grad, (eager_loss_err, eager_grad_err) = ref
+    loss = loss.float()
     loss_err = float((loss - ref_loss).abs())
     problems = []
-    if not bool(torch.isfinite(loss)) or loss_err > atol_l + rtol_l * float(ref_loss.abs()):
+    within = loss_err <= atol_l + rtol_l * float(ref_loss.abs()) or loss_err <= 2 * eager_loss_err
+    if not bool(torch.isfinite(loss)) or not within:
         problems.append(f"loss {float(loss):.6g} against {float(ref_loss):.6g}")
     grad_err = float("nan")
     if pass_ == "fwd+bwd":
         if grad is None or grad.shape != ref_grad.shape:
             problems.append("no gradient of the right shape")
         else:
-            g, r = grad.float(), ref_grad.float()
+            g, r = grad.float(), ref_grad
             diff = (g - r).abs()
             grad_err = float(diff.max()) if diff.numel() else 0.0
             bound = atol_g * float(r.abs().max()) + rtol_g * r.abs()
-            if not bool(torch.isfinite(g).all()) or bool((diff > bound).any()):
-                problems.append(f"gradient off by up to {grad_err:.3g} (largest reference entry {float(r.abs().max()):.3g})")
+            within = not bool((diff > bound).any()) or grad_err <= 2 * eager_grad_err
+            if not bool(torch.isfinite(g).all()) or not within:
+                problems.append(f"gradient off by up to {grad_err:.3g} (largest reference entry {float(r.abs().max()):.3g}, "
+                                f"eager {dtype}'s own error {eager_grad_err:.3g})")
     return loss_err, grad_err, "; ".join(problems)
 
 
@@ -855,7 +874,9 @@ def render_markdown(out_dir: Path, command: str = "") -> str:
     n_verified = int((measured["verified"] == "yes").sum())
     lines += [
         f"Verification: before timing, each of the {len(measured)} measured rows' loss and gradient were checked "
-        f"against eager F.cross_entropy on the benchmarked tensors ({n_verified} passed; tolerances per dtype: "
+        f"against eager F.cross_entropy on the benchmarked tensors, computed in fp32 ({n_verified} passed; in bf16 "
+        "and fp16 a row also passes when its error is at most twice eager F.cross_entropy's own error in that "
+        "dtype; tolerances per dtype: "
         + ", ".join(f"{d} loss rtol {t[0]:g}, gradient rtol {t[2]:g} + {t[3]:g}·max|grad|" for d, t in TOLERANCES.items()
                     if d in set(df["dtype"])) + ").", "",
     ]

@@ -31,13 +31,22 @@ def add_run_parser(sub) -> None:
     p = sub.add_parser("run", help="train and evaluate every configuration of a grid; write a report")
     p.add_argument("--corpus", default=DEFAULTS.corpus, help="file path or built-in name (default %(default)s)")
     p.add_argument("--orders", default=",".join(map(str, DEFAULTS.orders)), help="n-gram orders, e.g. 2,3 (default %(default)s)")
-    p.add_argument("--methods", default=",".join(DEFAULTS.methods), help="count (default %(default)s)")
+    p.add_argument("--methods", default=",".join(DEFAULTS.methods), help="count, gradient or both: count,gradient (default %(default)s)")
     p.add_argument("--smoothing", default=DEFAULTS.smoothing, help="add-k: 'auto' tunes k on dev, or a number k >= 0 (default %(default)s)")
     p.add_argument("--split", default=DEFAULTS.split, help="seeded (80/10/10 by unique item) or none (default %(default)s)")
     p.add_argument("--seed", type=int, default=DEFAULTS.seed, help="seed of the split and of sampling (default %(default)s)")
     p.add_argument("--samples", type=int, default=DEFAULTS.samples, help="names sampled per configuration (default %(default)s)")
     p.add_argument("--device", default=DEFAULTS.device, help="auto, cpu or cuda (default %(default)s)")
     p.add_argument("--out", default=None, help="run folder (default reports/run-<UTC time>)")
+    g = p.add_argument_group("gradient models (the lecture's defaults)")
+    g.add_argument("--loss", default=",".join(DEFAULTS.losses), help="loss backends, one configuration each: triton,compiled,torch,manual (default %(default)s)")
+    g.add_argument("--steps", type=int, default=DEFAULTS.steps, help="gradient steps (default %(default)s)")
+    g.add_argument("--lr", type=float, default=DEFAULTS.lr, help="learning rate (default %(default)s)")
+    g.add_argument("--reg", type=float, default=DEFAULTS.reg, help="regularisation lambda in lambda*(W**2).mean() (default %(default)s)")
+    g.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size, help="rows per step, 0 = full batch (default %(default)s)")
+    g.add_argument("--input", default=DEFAULTS.input, help="table: fused gather-cross-entropy (default); index: W[context]; "
+                   "onehot: one_hot(context) @ W, the lecture's; counts: the exact full-batch step from the count table")
+    g.add_argument("--additive", action="store_true", help="orders >= 3: sum one V x V table per context position instead of one row per context")
 
 
 def add_model_arguments(p) -> None:
@@ -49,7 +58,9 @@ def add_model_arguments(p) -> None:
 
 def cmd_run(args) -> int:
     cfg = make_run_config(corpus=args.corpus, orders=args.orders, methods=args.methods, smoothing=args.smoothing,
-                          split=args.split, seed=args.seed, samples=args.samples, device=args.device)
+                          split=args.split, seed=args.seed, samples=args.samples, device=args.device,
+                          losses=args.loss, steps=args.steps, lr=args.lr, reg=args.reg, batch_size=args.batch_size,
+                          input=args.input, additive=args.additive)
     resolve_device(cfg.device)  # fail on a bad device before any work
     out = Path(args.out) if args.out else Path("reports") / dt.datetime.now(dt.timezone.utc).strftime("run-%Y%m%d-%H%M%S")
     from harness.run import run_grid

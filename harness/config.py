@@ -9,7 +9,9 @@ from harness.corpus import DEFAULT_CORPUS
 from harness.errors import HarnessError
 
 K_GRID = (0.0, 0.001, 0.003, 0.01, 0.03, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 3.0, 10.0)
-METHODS = ("count",)
+METHODS = ("count", "gradient")
+LOSSES = ("triton", "compiled", "torch", "manual")
+INPUTS = ("table", "index", "onehot", "counts")
 SPLITS = ("seeded", "none")
 
 
@@ -26,6 +28,14 @@ class RunConfig:
     samples: int = 20
     device: str = "auto"
     k_grid: tuple[float, ...] = field(default=K_GRID)
+    # gradient models (the lecture's defaults)
+    losses: tuple[str, ...] = ("torch",)
+    steps: int = 100
+    lr: float = 50.0
+    reg: float = 0.01
+    batch_size: int = 0
+    input: str = "table"
+    additive: bool = False
 
     def smoothing_value(self) -> float | None:
         """k as a float, or None for auto."""
@@ -89,8 +99,36 @@ def parse_methods(text: str) -> tuple[str, ...]:
     return methods
 
 
-def make_run_config(*, corpus, orders, methods, smoothing, split, seed, samples, device) -> RunConfig:
+def parse_losses(text: str) -> tuple[str, ...]:
+    losses = tuple(m.strip() for m in str(text).split(",") if m.strip())
+    for m in losses:
+        if m not in LOSSES:
+            raise HarnessError(f"--loss: unknown loss backend {m!r}; choose from {', '.join(LOSSES)}")
+    if not losses:
+        raise HarnessError("--loss is empty; give e.g. torch or triton,torch")
+    return losses
+
+
+_D = RunConfig()
+
+
+def make_run_config(*, corpus=_D.corpus, orders=_D.orders, methods=_D.methods, smoothing=_D.smoothing,
+                    split=_D.split, seed=_D.seed, samples=_D.samples, device=_D.device, losses=_D.losses,
+                    steps=_D.steps, lr=_D.lr, reg=_D.reg, batch_size=_D.batch_size, input=_D.input,
+                    additive=_D.additive) -> RunConfig:
     """Validate raw CLI values into a RunConfig; every error names its flag."""
+    if int(steps) < 1:
+        raise HarnessError(f"--steps must be >= 1, got {steps}")
+    if not (float(lr) > 0 and float(lr) != float("inf")):
+        raise HarnessError(f"--lr must be a finite number > 0, got {lr}")
+    if not (float(reg) >= 0 and float(reg) != float("inf")):
+        raise HarnessError(f"--reg must be a finite number >= 0, got {reg}")
+    if int(batch_size) < 0:
+        raise HarnessError(f"--batch-size must be >= 0 (0 = full batch), got {batch_size}")
+    if input not in INPUTS:
+        raise HarnessError(f"--input {input!r} is unknown; choose from {', '.join(INPUTS)}")
+    if input == "counts" and (additive or int(batch_size)):
+        raise HarnessError("--input counts (sufficient statistics) trains full-batch table models only; drop --batch-size/--additive")
     if split not in SPLITS:
         raise HarnessError(f"--split {split!r} is unknown; use seeded (80/10/10 by unique item) or none")
     if int(samples) < 0:
@@ -104,6 +142,13 @@ def make_run_config(*, corpus, orders, methods, smoothing, split, seed, samples,
         seed=int(seed),
         samples=int(samples),
         device=device,
+        losses=parse_losses(losses) if isinstance(losses, str) else tuple(losses),
+        steps=int(steps),
+        lr=float(lr),
+        reg=float(reg),
+        batch_size=int(batch_size),
+        input=input,
+        additive=bool(additive),
     )
     if cfg.smoothing == "auto" and cfg.split == "none":
         raise HarnessError("--smoothing auto tunes k on the dev split, which --split none does not have; give --smoothing K (the lecture's is 1)")

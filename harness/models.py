@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 from harness.errors import HarnessError
 from harness.ngrams import Windows, count
@@ -69,3 +70,74 @@ class CountModel:
         # k = 0 leaves unseen contexts with no mass; sampling never reaches them, but a
         # uniform row keeps torch.multinomial defined for every row of the table.
         return torch.where(totals > 0, P / totals, torch.full_like(P, 1.0 / P.shape[1]))
+
+
+INPUTS = ("table", "index", "onehot", "counts")
+
+
+@dataclass
+class GradientModel:
+    """An n-gram model whose logits are rows of a parameter table W (V^(n-1), V): the lecture's
+    single linear layer, W[context] (or one_hot(context) @ W, the same thing).
+
+    With `additive` (orders >= 3 only) the logits are a sum of one V x V table per context
+    position, W_k[token at position k], instead of one row per whole context.
+    """
+
+    order: int
+    vocab_size: int
+    tables: list[torch.Tensor]  # one (V^(n-1), V) table, or n-1 (V, V) tables when additive
+    additive: bool = False
+
+    @classmethod
+    def init(cls, order: int, vocab_size: int, seed: int, device, additive: bool = False,
+             dtype: torch.dtype = torch.float32, budget_bytes: int = DEFAULT_TABLE_BUDGET_BYTES) -> "GradientModel":
+        """Tables from torch.randn with a seeded CPU generator (the same numbers on every device)."""
+        g = torch.Generator().manual_seed(seed)
+        if additive and order >= 3:
+            tables = [torch.randn((vocab_size, vocab_size), generator=g, dtype=dtype) for _ in range(order - 1)]
+        else:
+            check_dense_table(vocab_size, order, budget_bytes)
+            tables = [torch.randn((vocab_size ** (order - 1), vocab_size), generator=g, dtype=dtype)]
+            additive = False
+        return cls(order, vocab_size, [t.to(device).requires_grad_() for t in tables], additive)
+
+    def parameters(self) -> list[torch.Tensor]:
+        return self.tables
+
+    def logits(self, context: torch.Tensor, onehot: bool = False) -> torch.Tensor:
+        """(N, V) logits for context ids (N,)."""
+        if not self.additive:
+            (W,) = self.tables
+            if onehot:  # the lecture's path; E04 says it equals indexing
+                return F.one_hot(context, W.shape[0]).to(W.dtype) @ W
+            return W[context]
+        V = self.vocab_size
+        logits = 0
+        for k, W in enumerate(self.tables):
+            token = (context // V ** (self.order - 2 - k)) % V
+            logits = logits + (F.one_hot(token, V).to(W.dtype) @ W if onehot else W[token])
+        return logits
+
+    def regulariser(self) -> torch.Tensor:
+        """sum over tables of (W**2).mean(): the lecture's smoothing of the gradient model."""
+        return sum((W.float() ** 2).mean() for W in self.tables)
+
+    def log_probs(self) -> torch.Tensor:
+        """(V^(n-1), V) float64 log-softmax over every context."""
+        with torch.no_grad():
+            if not self.additive:
+                return torch.log_softmax(self.tables[0].double(), 1)
+            contexts = torch.arange(self.vocab_size ** (self.order - 1), device=self.tables[0].device)
+            return torch.log_softmax(self.logits(contexts).double(), 1)
+
+    def probs_float32(self) -> torch.Tensor:
+        """Row probabilities in float32, as the lecture computes them: counts = exp(logits); counts / sum."""
+        with torch.no_grad():
+            if self.additive:
+                return self.log_probs().exp().float()
+            counts = self.tables[0].float().exp()
+            probs = counts / counts.sum(1, keepdim=True)
+            if not torch.isfinite(probs).all():  # exp overflowed: fall back to the max-subtracted form
+                probs = torch.softmax(self.tables[0].float(), 1)
+            return probs

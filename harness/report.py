@@ -12,9 +12,11 @@ import pandas as pd
 
 from harness import jsonio
 
-FLOAT_KEYS = ("train_nll", "dev_nll", "test_nll", "train_ppl", "dev_ppl", "test_ppl", "dev_nll", "smoothing")
-CSV_COLUMNS = ["corpus", "order", "method", "smoothing", "train_nll", "dev_nll", "test_nll",
-               "train_ppl", "dev_ppl", "test_ppl", "fit_seconds", "new_share", "heldout_share", "status"]
+FLOAT_KEYS = ("train_nll", "dev_nll", "test_nll", "train_ppl", "dev_ppl", "test_ppl", "smoothing", "count_nll",
+              "nll_vs_count", "train_losses")
+CSV_COLUMNS = ["corpus", "order", "method", "loss", "smoothing", "reg", "train_nll", "dev_nll", "test_nll",
+               "train_ppl", "dev_ppl", "test_ppl", "fit_seconds", "steps_per_second", "nll_vs_count",
+               "max_prob_diff", "new_share", "heldout_share", "status", "error"]
 
 
 def fmt(x, digits: int = 4) -> str:
@@ -33,23 +35,32 @@ def loss_table(records: list[dict]) -> str:
     key = "dev_nll" if any(r.get("dev_nll") is not None for r in records) else "train_nll"
     finite = [r[key] for r in records if r.get(key) is not None and math.isfinite(r[key])]
     best = min(finite) if finite else None
+    has_gradient = any(r["method"] == "gradient" for r in records)
     rows = []
     for r in records:
-        row = {
-            "order": r["order"],
-            "method": r["method"],
-            "k": fmt(r["smoothing"], 3),
-            "train NLL": fmt(r["train_nll"]),
-            "dev NLL": fmt(r["dev_nll"]),
-            "test NLL": fmt(r["test_nll"]),
-            "dev ppl": fmt(r.get("dev_ppl"), 2),
-            "fit s": fmt(r["fit_seconds"], 3),
-        }
+        row = {"order": r["order"], "method": r["method"]}
+        if has_gradient:
+            row["loss"] = r.get("loss") or "—"
+        row["k / reg"] = fmt(r.get("smoothing"), 3) if r["method"] == "count" else f"reg {fmt(r.get('reg'), 4)}"
+        if r.get("status", "ok") != "ok":
+            row["train NLL"] = f"{r['status']}: {r.get('error', '')}"
+            rows.append(row)
+            continue
+        row.update({
+            "train NLL": fmt(r.get("train_nll")),
+            "dev NLL": fmt(r.get("dev_nll")),
+            "test NLL": fmt(r.get("test_nll")),
+            ("dev ppl" if key == "dev_nll" else "train ppl"): fmt(r.get("dev_ppl" if key == "dev_nll" else "train_ppl"), 2),
+            "fit s": fmt(r.get("fit_seconds"), 3),
+        })
+        if has_gradient:
+            row["steps/s"] = fmt(r.get("steps_per_second"), 1)
+            row[f"Δ{key.split('_')[0]} vs count"] = fmt(r.get("nll_vs_count"), 4) if r["method"] == "gradient" else "—"
         bold_col = "dev NLL" if key == "dev_nll" else "train NLL"
         if best is not None and r.get(key) == best:
             row[bold_col] = f"**{row[bold_col]}**"
         rows.append(row)
-    return pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True)
+    return pd.DataFrame(rows).fillna("").to_markdown(index=False, disable_numparse=True)
 
 
 def render_report(results: dict) -> str:

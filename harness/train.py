@@ -1,12 +1,18 @@
-"""Fitting models: count models (with k tuned on dev), gradient models come later in this module."""
+"""Fitting models: count models (k tuned on dev) and gradient models (gradient descent on the NLL)."""
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 
+import torch
+
+import kernels
+from harness.errors import HarnessError
 from harness.evaluate import mean_nll
-from harness.models import CountModel
+from harness.models import CountModel, GradientModel
 from harness.ngrams import Windows
+from kernels.suffstats import count_cross_entropy, target_counts
 
 
 @dataclass
@@ -33,3 +39,88 @@ def fit_count(train: Windows, dev: Windows | None, k: float | None, k_grid) -> F
                 best = (candidate, nll)
         model = model.with_smoothing(best[0])
     return FitResult(model, time.perf_counter() - start, tuning)
+
+
+@dataclass(frozen=True)
+class GradientSettings:
+    """How a gradient model trains: the lecture's defaults (lr 50, reg 0.01, full batch)."""
+
+    steps: int = 100
+    lr: float = 50.0
+    reg: float = 0.01
+    batch_size: int = 0  # 0 = full batch
+    loss: str = "torch"  # kernels backend
+    input: str = "table"  # table (fused gather) | index (W[ctx]) | onehot (lecture) | counts (sufficient statistics)
+    additive: bool = False
+    seed: int = 2147483647
+
+
+@dataclass
+class GradientFit:
+    model: GradientModel
+    fit_seconds: float
+    losses: list[float]  # training loss (data + reg) at each step, before its update
+
+    @property
+    def steps_per_second(self) -> float:
+        return len(self.losses) / self.fit_seconds if self.fit_seconds > 0 else float("inf")
+
+
+def data_loss(model: GradientModel, context, target, weight, settings: GradientSettings, counts=None) -> torch.Tensor:
+    """Mean weighted NLL of the rows through the configured input path and loss backend."""
+    if settings.input == "counts":
+        return count_cross_entropy(model.tables[0], counts)
+    if settings.input == "table" and not model.additive:
+        return kernels.table_cross_entropy(model.tables[0], context, target, weight, backend=settings.loss)
+    logits = model.logits(context, onehot=settings.input == "onehot")
+    # the logits are a temporary of this step: the fused backends may write the gradient over them
+    return kernels.cross_entropy(logits, target, weight, backend=settings.loss, overwrite_logits=True)
+
+
+def fit_gradient(train: Windows, settings: GradientSettings, device, progress=None) -> GradientFit:
+    """Gradient descent on the mean NLL + reg * mean(W**2), from a seeded randn table.
+
+    Full batch by default (the lecture's W -= lr * grad); with batch_size > 0 each step draws
+    a minibatch of rows with a generator seeded from `settings.seed`, with probability
+    proportional to each row's weight, and weighs them equally.
+    """
+    if settings.input == "counts" and (settings.additive or settings.batch_size):
+        raise HarnessError("--input counts (sufficient statistics) needs a full-batch, non-additive table model")
+    model = GradientModel.init(train.order, train.vocab_size, settings.seed, device, additive=settings.additive)
+    context, target = train.context, train.target
+    weight = train.weight.float()
+    counts = None
+    if settings.input == "counts":
+        counts = target_counts(context, target, train.num_contexts, train.vocab_size, weight)
+    sampler = torch.Generator(device=device).manual_seed(settings.seed) if settings.batch_size else None
+    losses = []
+    _sync(device)
+    start = time.perf_counter()
+    for step in range(settings.steps):
+        if sampler is not None:
+            rows = torch.multinomial(weight, settings.batch_size, replacement=True, generator=sampler)
+            loss = data_loss(model, context[rows], target[rows], None, settings)
+        else:
+            loss = data_loss(model, context, target, weight, settings, counts)
+        if settings.reg:
+            loss = loss + settings.reg * model.regulariser()
+        for W in model.parameters():
+            W.grad = None
+        loss.backward()
+        with torch.no_grad():
+            for W in model.parameters():
+                W -= settings.lr * W.grad
+        losses.append(loss.item())
+        if not math.isfinite(losses[-1]):
+            raise HarnessError(
+                f"training diverged at step {step + 1} (loss {losses[-1]}); lower --lr (now {settings.lr:g})"
+            )
+        if progress is not None:
+            progress(step)
+    _sync(device)
+    return GradientFit(model, time.perf_counter() - start, losses)
+
+
+def _sync(device) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)

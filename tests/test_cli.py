@@ -64,7 +64,7 @@ def test_default_run_writes_the_report(tmp_path):
     assert results["results"][1]["dev_nll"] < results["results"][0]["dev_nll"]
     report = (out / "report.md").read_text()
     assert "- machine: " in report and "- device: cpu" in report
-    assert (out / "results.csv").read_text().startswith("corpus,order,method,smoothing,train_nll")
+    assert (out / "results.csv").read_text().startswith("corpus,order,method,loss,smoothing,reg,train_nll")
 
 
 @pytest.mark.parametrize("args, fragments", [
@@ -93,3 +93,18 @@ def test_bad_corpus_files(tmp_path, content):
 
 def test_missing_corpus_file(tmp_path):
     assert_clean_error(harness("run", "--corpus", str(tmp_path / "missing.txt")), "does not exist")
+
+
+def test_run_gradient_lists_unavailable_backends_as_skipped(names_path, tmp_path):
+    out = tmp_path / "grad"
+    proc = harness("run", "--corpus", str(names_path), "--orders", "2", "--methods", "count,gradient",
+                   "--loss", "torch,triton", "--steps", "3", "--samples", "2", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    records = json.loads((out / "results.json").read_text())["results"]
+    assert [(r["method"], r["loss"], r["status"]) for r in records] == [
+        ("count", None, "ok"), ("gradient", "torch", "ok"), ("gradient", "triton", "skipped")]
+    assert "CUDA" in records[2]["error"]
+    grad = records[1]
+    assert len(grad["train_losses"]) == 3 and grad["steps_per_second"] > 0
+    assert grad["nll_vs_count"] == pytest.approx(grad["dev_nll"] - records[0]["dev_nll"])
+    assert "skipped" in (out / "report.md").read_text()
