@@ -8,6 +8,14 @@ from harness.corpus import BOUNDARY, Vocab
 LECTURE_SEED = 2147483647
 
 
+def next_probs(probs, context: torch.Tensor) -> torch.Tensor:
+    """(B, V) next-token probabilities for context ids (B,): rows of a dense table, or
+    `model.next_token_probs(context)` for models that never build the table."""
+    if isinstance(probs, torch.Tensor):
+        return probs[context]
+    return probs.next_token_probs(context)
+
+
 def sample_batched(probs: torch.Tensor, order: int, vocab: Vocab, num: int, generator: torch.Generator,
                    max_len: int = 64) -> list[str]:
     """`num` names drawn together on the probability table's device, one multinomial per step for all.
@@ -18,12 +26,12 @@ def sample_batched(probs: torch.Tensor, order: int, vocab: Vocab, num: int, gene
     """
     V = vocab.size
     num_contexts = V ** (order - 1)
-    device = probs.device
+    device = generator.device
     context = torch.zeros(num, dtype=torch.int64, device=device)
     out = torch.zeros(num, max_len, dtype=torch.int64, device=device)
     alive = torch.ones(num, dtype=torch.bool, device=device)
     for step in range(max_len):
-        nxt = torch.multinomial(probs[context], num_samples=1, replacement=True, generator=generator).squeeze(1)
+        nxt = torch.multinomial(next_probs(probs, context), num_samples=1, replacement=True, generator=generator).squeeze(1)
         nxt = torch.where(alive, nxt, torch.zeros_like(nxt))
         out[:, step] = nxt
         alive &= nxt != BOUNDARY
@@ -47,11 +55,12 @@ def sample_lecture(probs: torch.Tensor, order: int, vocab: Vocab, num: int, gene
     """
     V = vocab.size
     num_contexts = V ** (order - 1)
+    device = probs.device if isinstance(probs, torch.Tensor) else None
     names = []
     for _ in range(num):
         context, ids = 0, []
         while len(ids) < max_len:
-            ix = torch.multinomial(probs[context], num_samples=1, replacement=True, generator=generator).item()
+            ix = torch.multinomial(next_probs(probs, torch.tensor([context], device=device))[0], num_samples=1, replacement=True, generator=generator).item()
             if ix == BOUNDARY:
                 break
             ids.append(ix)
