@@ -1006,6 +1006,7 @@ def plot(csv_path: Path, png_path: Path) -> None:
             ax.set_xticks(range(len(vs)), [f"V = {v}\nN = {ns.get(v, 0):,}" for v in vs])
             ax.set_title(dtype, fontsize=10)
             ax.set_ylabel("GB/s (fwd+bwd)")
+            ax.set_ylim(0, 1.12 * max([copy_gbps] + list(ok["gbps"])))  # room for the bar labels
             ax.grid(True, axis="y", alpha=0.3)
     else:
         fig, axes = plt.subplots(len(dtypes), len(vs), figsize=(3.6 * len(vs) + 1.5, 3.2 * len(dtypes) + 0.9),
