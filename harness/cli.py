@@ -16,11 +16,10 @@ from pathlib import Path
 
 import torch
 
-from harness.config import RunConfig, make_run_config, parse_smoothing, resolve_device, validate_order
-from harness.corpus import Corpus, builtin_corpora, load_corpus, ssa_names
+from harness.config import DEFAULTS, load_grid_file, make_run_config, parse_smoothing, resolve_device, validate_order
+from harness.corpus import builtin_corpora, load_corpus, ssa_names
 from harness.errors import HarnessError
-
-DEFAULTS = RunConfig()
+from harness.progress import Progress
 
 
 def log(line: str) -> None:
@@ -29,48 +28,100 @@ def log(line: str) -> None:
 
 def add_run_parser(sub) -> None:
     p = sub.add_parser("run", help="train and evaluate every configuration of a grid; write a report")
-    p.add_argument("--corpus", default=DEFAULTS.corpus, help="file path or built-in name (default %(default)s)")
-    p.add_argument("--orders", default=",".join(map(str, DEFAULTS.orders)), help="n-gram orders, e.g. 2,3 (default %(default)s)")
-    p.add_argument("--methods", default=",".join(DEFAULTS.methods), help="count, gradient or both: count,gradient (default %(default)s)")
-    p.add_argument("--smoothing", default=DEFAULTS.smoothing, help="add-k: 'auto' tunes k on dev, or a number k >= 0 (default %(default)s)")
-    p.add_argument("--split", default=DEFAULTS.split, help="seeded (80/10/10 by unique item) or none (default %(default)s)")
-    p.add_argument("--seed", type=int, default=DEFAULTS.seed, help="seed of the split and of sampling (default %(default)s)")
-    p.add_argument("--samples", type=int, default=DEFAULTS.samples, help="names sampled per configuration (default %(default)s)")
-    p.add_argument("--device", default=DEFAULTS.device, help="auto, cpu or cuda (default %(default)s)")
+    d = DEFAULTS
+    # flag defaults stay None so a TOML grid file can fill them; RunConfig holds the real defaults
+    p.add_argument("--config", default=None, help="TOML grid file (keys as in grid.toml of any run); flags given too override it")
+    p.add_argument("--resume", default=None, metavar="RUN_DIR", help="finish an interrupted run: only its missing or failed configurations run")
+    p.add_argument("--corpus", help=f"file path or built-in name (default {d.corpus})")
+    p.add_argument("--orders", help=f"n-gram orders, e.g. 2,3 (default {','.join(map(str, d.orders))})")
+    p.add_argument("--methods", help=f"count, gradient or count,gradient (default {','.join(d.methods)})")
+    p.add_argument("--smoothing", help="count models, one configuration each: auto (add-k, k tuned on dev), a number k >= 0, "
+                   f"kn (modified Kneser-Ney), wb (Witten-Bell), interp (add-k orders interpolated) (default {','.join(d.smoothing)})")
+    p.add_argument("--split", help=f"seeded (80/10/10 by unique item) or none (default {d.split})")
+    p.add_argument("--seed", help=f"seed of the split, initialisation and sampling (default {d.seed})")
+    p.add_argument("--samples", help=f"names sampled per configuration (default {d.samples})")
+    p.add_argument("--device", help=f"auto, cpu or cuda (default {d.device})")
     p.add_argument("--out", default=None, help="run folder (default reports/run-<UTC time>)")
-    g = p.add_argument_group("gradient models (the lecture's defaults)")
-    g.add_argument("--loss", default=",".join(DEFAULTS.losses), help="loss backends, one configuration each: triton,compiled,torch,manual (default %(default)s)")
-    g.add_argument("--steps", type=int, default=DEFAULTS.steps, help="gradient steps (default %(default)s)")
-    g.add_argument("--lr", type=float, default=DEFAULTS.lr, help="learning rate (default %(default)s)")
-    g.add_argument("--reg", type=float, default=DEFAULTS.reg, help="regularisation lambda in lambda*(W**2).mean() (default %(default)s)")
-    g.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size, help="rows per step, 0 = full batch (default %(default)s)")
-    g.add_argument("--input", default=DEFAULTS.input, help="table: fused gather-cross-entropy (default); index: W[context]; "
-                   "onehot: one_hot(context) @ W, the lecture's; counts: the exact full-batch step from the count table")
-    g.add_argument("--additive", action="store_true", help="orders >= 3: sum one V x V table per context position instead of one row per context")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    g = p.add_argument_group("gradient models (defaults are the lecture's)")
+    g.add_argument("--loss", dest="losses", help=f"loss backends, one configuration each: triton,compiled,torch,manual (default {','.join(d.losses)})")
+    g.add_argument("--steps", help=f"gradient steps (default {d.steps})")
+    g.add_argument("--lr", help=f"learning rate (default {d.lr:g})")
+    g.add_argument("--reg", dest="regs", help=f"lambda of lambda*(W**2).mean(); a list sweeps it, one configuration each (default {','.join(map(str, d.regs))})")
+    g.add_argument("--batch-size", help=f"rows per step, 0 = full batch (default {d.batch_size})")
+    g.add_argument("--input", help="table: fused gather-cross-entropy (default); index: W[context]; onehot: one_hot(context) @ W, "
+                   "the lecture's; counts: the exact full-batch step from the count table")
+    g.add_argument("--additive", action="store_true", default=None, help="orders >= 3: one V x V table per context position, summed")
+
+
+RUN_KEYS = ("corpus", "orders", "methods", "smoothing", "split", "seed", "samples", "device", "losses", "steps",
+            "lr", "regs", "batch_size", "input", "additive")
 
 
 def add_model_arguments(p) -> None:
     p.add_argument("--corpus", default=DEFAULTS.corpus, help="file path or built-in name (default %(default)s)")
     p.add_argument("--order", type=int, default=2, help="n-gram order (default %(default)s)")
-    p.add_argument("--smoothing", default="1", help="add-k smoothing k >= 0 (default %(default)s, the lecture's)")
+    p.add_argument("--smoothing", default="1", help="add-k k >= 0 (default %(default)s, the lecture's), kn or wb")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default %(default)s)")
 
 
 def cmd_run(args) -> int:
-    cfg = make_run_config(corpus=args.corpus, orders=args.orders, methods=args.methods, smoothing=args.smoothing,
-                          split=args.split, seed=args.seed, samples=args.samples, device=args.device,
-                          losses=args.loss, steps=args.steps, lr=args.lr, reg=args.reg, batch_size=args.batch_size,
-                          input=args.input, additive=args.additive)
-    resolve_device(cfg.device)  # fail on a bad device before any work
-    out = Path(args.out) if args.out else Path("reports") / dt.datetime.now(dt.timezone.utc).strftime("run-%Y%m%d-%H%M%S")
+    from harness.report import load_results, loss_table
     from harness.run import run_grid
-    from harness.report import loss_table
 
+    flags = {k: getattr(args, k) for k in RUN_KEYS if getattr(args, k) is not None}
+    previous = None
+    if args.resume:
+        if flags or args.config:
+            raise HarnessError("--resume repeats the interrupted run's own grid; drop the other grid flags (" + ", ".join(sorted(flags)) + ")")
+        out = Path(args.resume)
+        if not (out / "results.json").is_file():
+            raise HarnessError(f"--resume {args.resume!r}: no results.json there; give the folder of an interrupted run")
+        previous = load_results(out)
+        cfg = make_run_config(previous["run"]["config"])
+    else:
+        values = load_grid_file(args.config) if args.config else {}
+        cfg = make_run_config({**values, **flags})
+        out = Path(args.out) if args.out else Path("reports") / dt.datetime.now(dt.timezone.utc).strftime("run-%Y%m%d-%H%M%S")
+    resolve_device(cfg.device)  # fail on a bad device before any work
+    progress = Progress(quiet=args.quiet)
     command = "python -m harness " + shlex.join(sys.argv[1:])
-    results = run_grid(cfg, out, log, command)
-    print()
-    print(loss_table(results["results"]))
-    print(f"\nreport: {out / 'report.md'}")
+    try:
+        results = run_grid(cfg, out, progress, command, previous)
+    except KeyboardInterrupt:
+        print(f"interrupted: finished configurations are in {out}; finish with: python -m harness run --resume {out}", file=sys.stderr)
+        return 130
+    if not args.quiet:
+        print()
+        print(loss_table(results["results"]))
+        print(f"\nreport: {out / 'report.md'}")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from harness.report import load_results, write_run
+
+    run_dir = Path(args.run_dir)
+    if not (run_dir / "results.json").is_file():
+        raise HarnessError(f"{args.run_dir!r} has no results.json; give a run folder")
+    write_run(run_dir, load_results(run_dir))
+    print(f"rebuilt {run_dir / 'report.md'}")
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from harness.report import compare_runs, load_results
+
+    runs = []
+    for d in (args.run_a, args.run_b):
+        if not (Path(d) / "results.json").is_file():
+            raise HarnessError(f"{d!r} has no results.json; give two run folders")
+        runs.append(load_results(Path(d)))
+    text = compare_runs(runs[0], runs[1], args.run_a, args.run_b)
+    out = Path(args.out) if args.out else Path(args.run_b) / f"compare-vs-{Path(args.run_a).name}.md"
+    out.write_text(text, encoding="utf-8")
+    print(text)
+    print(f"written: {out}")
     return 0
 
 
@@ -86,31 +137,42 @@ def cmd_corpora(args) -> int:
     return 0
 
 
-def fit_full(args) -> tuple[Corpus, "CountModel"]:  # noqa: F821 - annotation only
+def fit_full(args):
+    """Corpus and a count model trained on all of it (the lecture's setting), for score and sample.
+
+    Returns (corpus, log_probs, probs): a dense table and its float32 probabilities, or for
+    Kneser-Ney / Witten-Bell the model object itself for both.
+    """
     from harness.models import CountModel
     from harness.ngrams import windows
 
-    validate_order(args.order)
-    k = float(parse_smoothing(args.smoothing)) if args.smoothing != "auto" else None
-    if k is None:
-        raise HarnessError("--smoothing auto needs a dev split; score and sample train on the whole corpus, give a number k >= 0")
+    order = validate_order(args.order)
+    spec = parse_smoothing(args.smoothing)
+    if spec in ("auto", "interp"):
+        raise HarnessError(f"--smoothing {spec} tunes on a dev split; score and sample train on the whole corpus: give a number k >= 0, kn or wb")
     device = resolve_device(args.device)
     corpus = load_corpus(args.corpus, device)
-    return corpus, CountModel.fit(windows(corpus, args.order), k)
+    train = windows(corpus, order)
+    if spec in ("kn", "wb"):
+        from harness.smoothing import fit_smoothed
+
+        model, _ = fit_smoothed(spec, train, None)
+        return corpus, model, model
+    model = CountModel.fit(train, float(spec))
+    return corpus, model.log_probs(), model.probs_float32()
 
 
 def cmd_score(args) -> int:
     from harness.corpus import pack
-    from harness.evaluate import mean_nll
+    from harness.evaluate import mean_nll, window_log_probs
     from harness.ngrams import windows
 
-    corpus, model = fit_full(args)
+    corpus, log_probs, _ = fit_full(args)
     for word in args.words:
         corpus.vocab.encode(word)  # a character outside the vocabulary is a clear error
-    log_probs = model.log_probs()
     for word in args.words:
         w = windows(pack(word, [word], None, corpus.device, vocab=corpus.vocab), args.order)
-        lp = log_probs[w.context, w.target].tolist()
+        lp = window_log_probs(log_probs, w).tolist()
         tokens = ["."] * (args.order - 1) + list(word) + ["."]
         print(f"{word}:")
         for j, logp in enumerate(lp):
@@ -126,10 +188,10 @@ def cmd_sample(args) -> int:
 
     if args.num < 0:
         raise HarnessError(f"--num must be >= 0, got {args.num}")
-    corpus, model = fit_full(args)
+    corpus, _, probs = fit_full(args)
     generator = torch.Generator(device=corpus.device).manual_seed(args.seed)
     sampler = sample_lecture if args.lecture else sample_batched
-    for name in sampler(model.probs_float32(), args.order, corpus.vocab, args.num, generator):
+    for name in sampler(probs, args.order, corpus.vocab, args.num, generator):
         print(name + ".")
     return 0
 
@@ -139,6 +201,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     add_run_parser(sub)
     sub.add_parser("corpora", help="list the built-in corpora and their sizes")
+    p = sub.add_parser("report", help="rebuild report.md and figures of a run from its results.json")
+    p.add_argument("run_dir")
+    p = sub.add_parser("compare", help="differences between two runs, configuration by configuration")
+    p.add_argument("run_a")
+    p.add_argument("run_b")
+    p.add_argument("--out", default=None, help="markdown file to write (default RUN_B/compare-vs-<RUN_A>.md)")
     p = sub.add_parser("score", help="per-character log-probabilities and mean NLL of words")
     add_model_arguments(p)
     p.add_argument("words", nargs="+", help="words to score")
@@ -164,6 +232,10 @@ def main(argv=None) -> int:
             return cmd_run(args)
         if args.command == "corpora":
             return cmd_corpora(args)
+        if args.command == "report":
+            return cmd_report(args)
+        if args.command == "compare":
+            return cmd_compare(args)
         if args.command == "score":
             return cmd_score(args)
         if args.command == "sample":

@@ -1,7 +1,14 @@
-"""Run configuration: one frozen dataclass for a run's grid, built and validated in one place."""
+"""Run configuration: one frozen dataclass for a run's grid, built and validated in one place.
+
+The same keys come from CLI flags (`--batch-size`) and from a TOML grid file (`batch_size`);
+`make_run_config` validates both, and every error names the key and its flag.
+"""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 
 import torch
 
@@ -13,16 +20,17 @@ METHODS = ("count", "gradient")
 LOSSES = ("triton", "compiled", "torch", "manual")
 INPUTS = ("table", "index", "onehot", "counts")
 SPLITS = ("seeded", "none")
+SMOOTHING_NAMES = ("auto", "kn", "wb", "interp")
 
 
 @dataclass(frozen=True)
 class RunConfig:
-    """Everything a run needs; the defaults here are the CLI's defaults."""
+    """Everything a run needs; the defaults here are the CLI's and the TOML file's defaults."""
 
     corpus: str = DEFAULT_CORPUS
     orders: tuple[int, ...] = (2, 3)
     methods: tuple[str, ...] = ("count",)
-    smoothing: str = "auto"  # "auto" (tune k on dev) or a float k >= 0, as text
+    smoothing: tuple[str, ...] = ("auto",)  # per count configuration: auto (add-k tuned on dev), k >= 0, kn, wb, interp
     split: str = "seeded"
     seed: int = 2147483647
     samples: int = 20
@@ -32,14 +40,158 @@ class RunConfig:
     losses: tuple[str, ...] = ("torch",)
     steps: int = 100
     lr: float = 50.0
-    reg: float = 0.01
+    regs: tuple[float, ...] = (0.01,)
     batch_size: int = 0
     input: str = "table"
     additive: bool = False
 
-    def smoothing_value(self) -> float | None:
-        """k as a float, or None for auto."""
-        return None if self.smoothing == "auto" else float(self.smoothing)
+
+DEFAULTS = RunConfig()
+FLAGS = {  # TOML key -> CLI flag, for messages
+    "corpus": "--corpus", "orders": "--orders", "methods": "--methods", "smoothing": "--smoothing",
+    "split": "--split", "seed": "--seed", "samples": "--samples", "device": "--device", "k_grid": "--k-grid",
+    "losses": "--loss", "steps": "--steps", "lr": "--lr", "regs": "--reg", "batch_size": "--batch-size",
+    "input": "--input", "additive": "--additive",
+}
+
+
+def _name(key: str) -> str:
+    return f"{key} ({FLAGS[key]})"
+
+
+def _as_list(key: str, value) -> list:
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    return [value]
+
+
+def _number(key: str, value, kind=float, minimum=None, strict=False):
+    try:
+        x = kind(value)
+    except (TypeError, ValueError):
+        raise HarnessError(f"{_name(key)} must be a number, got {value!r}") from None
+    if isinstance(x, float) and not math.isfinite(x):
+        raise HarnessError(f"{_name(key)} must be a finite number, got {value!r}")
+    if minimum is not None and (x < minimum or (strict and x == minimum)):
+        raise HarnessError(f"{_name(key)} must be {'>' if strict else '>='} {minimum}, got {value!r}")
+    return x
+
+
+def _choice(key: str, value, choices) -> str:
+    if value not in choices:
+        raise HarnessError(f"{_name(key)}: unknown value {value!r}; choose from {', '.join(choices)}")
+    return value
+
+
+def validate_order(n) -> int:
+    try:
+        n = int(n)
+    except (TypeError, ValueError):
+        raise HarnessError(f"order {n!r} must be an integer, e.g. 2 for a bigram") from None
+    if n < 1:
+        raise HarnessError(f"order {n} is invalid: an n-gram order must be at least 1 (1 = unigram, 2 = bigram)")
+    return n
+
+
+def parse_smoothing(value) -> str:
+    """One smoothing spec: auto, kn, wb, interp, or a finite float k >= 0 (kept as text)."""
+    text = str(value).strip()
+    if text in SMOOTHING_NAMES:
+        return text
+    k = _number("smoothing", text)
+    if k < 0:
+        raise HarnessError(f"smoothing (--smoothing) {text!r} is invalid: k must be a finite number >= 0 (0 = no smoothing)")
+    return repr(k)
+
+
+def smoothing_k(spec: str) -> float | None:
+    """The add-k k of a smoothing spec, or None when it is tuned or not add-k."""
+    return None if spec in SMOOTHING_NAMES else float(spec)
+
+
+def make_run_config(values: dict) -> RunConfig:
+    """Validate raw values (strings from flags or typed values from TOML) into a RunConfig.
+
+    Missing keys take RunConfig's defaults; unknown keys are errors naming the key.
+    """
+    known = {f.name for f in fields(RunConfig)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise HarnessError(f"unknown configuration key {unknown[0]!r}; known keys: {', '.join(sorted(known))}")
+    v = {**asdict(DEFAULTS), **{k: val for k, val in values.items() if val is not None}}
+    orders = tuple(validate_order(n) for n in _as_list("orders", v["orders"]))
+    if not orders:
+        raise HarnessError("orders (--orders) is empty; give e.g. 2,3")
+    methods = tuple(_choice("methods", m, METHODS) for m in _as_list("methods", v["methods"]))
+    losses = tuple(_choice("losses", m, LOSSES) for m in _as_list("losses", v["losses"]))
+    smoothing = tuple(parse_smoothing(s) for s in _as_list("smoothing", v["smoothing"]))
+    regs = tuple(_number("regs", r, minimum=0.0) for r in _as_list("regs", v["regs"]))
+    k_grid = tuple(_number("k_grid", k, minimum=0.0) for k in _as_list("k_grid", v["k_grid"]))
+    for key, seq in (("methods", methods), ("losses", losses), ("smoothing", smoothing), ("regs", regs), ("k_grid", k_grid)):
+        if not seq:
+            raise HarnessError(f"{_name(key)} is empty")
+    if not isinstance(v["additive"], bool):
+        raise HarnessError(f"{_name('additive')} must be true or false, got {v['additive']!r}")
+    cfg = RunConfig(
+        corpus=str(v["corpus"]),
+        orders=orders,
+        methods=methods,
+        smoothing=smoothing,
+        split=_choice("split", v["split"], SPLITS),
+        seed=_number("seed", v["seed"], int),
+        samples=_number("samples", v["samples"], int, minimum=0),
+        device=str(v["device"]),
+        k_grid=k_grid,
+        losses=losses,
+        steps=_number("steps", v["steps"], int, minimum=1),
+        lr=_number("lr", v["lr"], minimum=0.0, strict=True),
+        regs=regs,
+        batch_size=_number("batch_size", v["batch_size"], int, minimum=0),
+        input=_choice("input", v["input"], INPUTS),
+        additive=v["additive"],
+    )
+    if cfg.input == "counts" and (cfg.additive or cfg.batch_size):
+        raise HarnessError("input (--input) counts trains full-batch table models only (the exact sufficient-statistics step); drop batch_size/additive")
+    if cfg.split == "none" and "count" in cfg.methods and any(s in ("auto", "interp") for s in cfg.smoothing):
+        raise HarnessError("smoothing (--smoothing) auto/interp tunes on the dev split, which --split none does not have; give a number k (the lecture's is 1) or kn/wb")
+    return cfg
+
+
+def load_grid_file(path: str | Path) -> dict:
+    """Raw values from a TOML grid file (keys as in RunConfig), validated later with the flags."""
+    path = Path(path)
+    if not path.is_file():
+        raise HarnessError(f"grid file {str(path)!r} does not exist; give a TOML file with keys like orders = [2, 3]")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise HarnessError(f"grid file {str(path)!r} is not valid TOML: {exc}") from None
+    data = data.get("run", data)  # a [run] table or top-level keys
+    nested = [k for k, val in data.items() if isinstance(val, dict)]
+    if nested:
+        raise HarnessError(f"grid file {str(path)!r}: unknown table [{nested[0]}]; put the keys at the top level or under [run]")
+    return data
+
+
+def grid_toml(cfg: RunConfig) -> str:
+    """The effective grid as TOML, written into every run folder so the run can be repeated exactly."""
+    lines = ["# the effective grid of this run: python -m harness run --config grid.toml repeats it", "[run]"]
+    for f in fields(RunConfig):
+        val = getattr(cfg, f.name)
+        lines.append(f"{f.name} = {_toml_value(val)}")
+    return "\n".join(lines) + "\n"
+
+
+def _toml_value(val) -> str:
+    if isinstance(val, bool):
+        return "true" if val else "false"
+    if isinstance(val, (int, float)):
+        return repr(val)
+    if isinstance(val, str):
+        return '"' + val.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return "[" + ", ".join(_toml_value(x) for x in val) + "]"
 
 
 def resolve_device(name: str) -> torch.device:
@@ -55,101 +207,3 @@ def resolve_device(name: str) -> torch.device:
     if device.type not in ("cpu", "cuda"):
         raise HarnessError(f"--device {name!r} is not supported; use auto, cpu or cuda")
     return device
-
-
-def parse_orders(text: str) -> tuple[int, ...]:
-    try:
-        orders = tuple(int(x) for x in str(text).split(",") if x.strip())
-    except ValueError:
-        raise HarnessError(f"--orders {text!r} must be comma-separated integers, e.g. 2,3") from None
-    if not orders:
-        raise HarnessError("--orders is empty; give e.g. 2,3")
-    for n in orders:
-        validate_order(n)
-    return orders
-
-
-def validate_order(n: int) -> int:
-    if n < 1:
-        raise HarnessError(f"order {n} is invalid: an n-gram order must be at least 1 (1 = unigram, 2 = bigram)")
-    return n
-
-
-def parse_smoothing(text: str) -> str:
-    """'auto' or a float k >= 0 (kept as text so the config stays printable)."""
-    text = str(text).strip()
-    if text == "auto":
-        return text
-    try:
-        k = float(text)
-    except ValueError:
-        raise HarnessError(f"--smoothing {text!r} must be 'auto' or a number k >= 0") from None
-    if not k >= 0 or k == float("inf"):
-        raise HarnessError(f"--smoothing {text!r} is invalid: k must be a finite number >= 0 (0 = no smoothing)")
-    return repr(k)
-
-
-def parse_methods(text: str) -> tuple[str, ...]:
-    methods = tuple(m.strip() for m in str(text).split(",") if m.strip())
-    for m in methods:
-        if m not in METHODS:
-            raise HarnessError(f"--methods: unknown method {m!r}; choose from {', '.join(METHODS)}")
-    if not methods:
-        raise HarnessError("--methods is empty; give e.g. count")
-    return methods
-
-
-def parse_losses(text: str) -> tuple[str, ...]:
-    losses = tuple(m.strip() for m in str(text).split(",") if m.strip())
-    for m in losses:
-        if m not in LOSSES:
-            raise HarnessError(f"--loss: unknown loss backend {m!r}; choose from {', '.join(LOSSES)}")
-    if not losses:
-        raise HarnessError("--loss is empty; give e.g. torch or triton,torch")
-    return losses
-
-
-_D = RunConfig()
-
-
-def make_run_config(*, corpus=_D.corpus, orders=_D.orders, methods=_D.methods, smoothing=_D.smoothing,
-                    split=_D.split, seed=_D.seed, samples=_D.samples, device=_D.device, losses=_D.losses,
-                    steps=_D.steps, lr=_D.lr, reg=_D.reg, batch_size=_D.batch_size, input=_D.input,
-                    additive=_D.additive) -> RunConfig:
-    """Validate raw CLI values into a RunConfig; every error names its flag."""
-    if int(steps) < 1:
-        raise HarnessError(f"--steps must be >= 1, got {steps}")
-    if not (float(lr) > 0 and float(lr) != float("inf")):
-        raise HarnessError(f"--lr must be a finite number > 0, got {lr}")
-    if not (float(reg) >= 0 and float(reg) != float("inf")):
-        raise HarnessError(f"--reg must be a finite number >= 0, got {reg}")
-    if int(batch_size) < 0:
-        raise HarnessError(f"--batch-size must be >= 0 (0 = full batch), got {batch_size}")
-    if input not in INPUTS:
-        raise HarnessError(f"--input {input!r} is unknown; choose from {', '.join(INPUTS)}")
-    if input == "counts" and (additive or int(batch_size)):
-        raise HarnessError("--input counts (sufficient statistics) trains full-batch table models only; drop --batch-size/--additive")
-    if split not in SPLITS:
-        raise HarnessError(f"--split {split!r} is unknown; use seeded (80/10/10 by unique item) or none")
-    if int(samples) < 0:
-        raise HarnessError(f"--samples must be >= 0, got {samples}")
-    cfg = RunConfig(
-        corpus=corpus,
-        orders=parse_orders(orders) if isinstance(orders, str) else tuple(validate_order(int(n)) for n in orders),
-        methods=parse_methods(methods) if isinstance(methods, str) else tuple(methods),
-        smoothing=parse_smoothing(smoothing),
-        split=split,
-        seed=int(seed),
-        samples=int(samples),
-        device=device,
-        losses=parse_losses(losses) if isinstance(losses, str) else tuple(losses),
-        steps=int(steps),
-        lr=float(lr),
-        reg=float(reg),
-        batch_size=int(batch_size),
-        input=input,
-        additive=bool(additive),
-    )
-    if cfg.smoothing == "auto" and cfg.split == "none":
-        raise HarnessError("--smoothing auto tunes k on the dev split, which --split none does not have; give --smoothing K (the lecture's is 1)")
-    return cfg

@@ -39,6 +39,10 @@ def write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def loads(text: str, float_keys=()) -> dict:
+    """Parse JSON written by `dumps`, turning "inf"/"-inf"/"nan" back into floats under `float_keys`."""
+    return _decode(json.loads(text), frozenset(float_keys))
+
+
 def load(path: Path, float_keys=()) -> dict:
-    """Read JSON written by `dumps`, turning "inf"/"-inf"/"nan" back into floats under `float_keys`."""
-    return _decode(json.loads(Path(path).read_text(encoding="utf-8")), frozenset(float_keys))
+    return loads(Path(path).read_text(encoding="utf-8"), float_keys)

@@ -13,7 +13,7 @@ import pandas as pd
 from harness import jsonio
 
 FLOAT_KEYS = ("train_nll", "dev_nll", "test_nll", "train_ppl", "dev_ppl", "test_ppl", "smoothing", "count_nll",
-              "nll_vs_count", "train_losses")
+              "nll_vs_count", "train_losses", "max_prob_diff")
 CSV_COLUMNS = ["corpus", "order", "method", "loss", "smoothing", "reg", "train_nll", "dev_nll", "test_nll",
                "train_ppl", "dev_ppl", "test_ppl", "fit_seconds", "steps_per_second", "nll_vs_count",
                "max_prob_diff", "new_share", "heldout_share", "status", "error"]
@@ -101,6 +101,14 @@ def render_report(results: dict) -> str:
             rows.append(row)
         lines += [f"Dev NLL for each k on the grid {ks}; the chosen k in bold. Test is evaluated once, with it.", "",
                   pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True), ""]
+    agreement = agreement_table(results["results"])
+    if agreement:
+        lines += ["## Count vs gradient", "",
+                  "The gradient model against the count model of its order (the lecture's point: both roads lead to one model). "
+                  "Δ NLL = gradient − count on dev (train without a dev split).", "", agreement, ""]
+    timing = timing_table(results["results"])
+    if timing:
+        lines += ["## Loss backends", "", timing, ""]
     lines += ["## Samples", ""]
     for r in results["results"]:
         if not r.get("samples"):
@@ -115,16 +123,81 @@ def render_report(results: dict) -> str:
     return "\n".join(lines)
 
 
+def agreement_table(records: list[dict]) -> str | None:
+    """Count vs gradient per order: dev NLL difference and the largest probability difference."""
+    rows = [{
+        "order": r["order"],
+        "loss": r["loss"],
+        "reg": fmt(r.get("reg"), 4),
+        "count k": fmt(r.get("count_k"), 3),
+        "count NLL": fmt(r.get("count_nll")),
+        "gradient NLL": fmt(r.get("dev_nll") if r.get("dev_nll") is not None else r.get("train_nll")),
+        "Δ NLL": fmt(r.get("nll_vs_count"), 4),
+        "max abs(P_count − softmax(W))": fmt(r.get("max_prob_diff"), 4),
+    } for r in records if r["method"] == "gradient" and r.get("status") == "ok"]
+    if not rows:
+        return None
+    return pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True)
+
+
+def timing_table(records: list[dict]) -> str | None:
+    """Loss backends side by side: fit seconds, steps per second, speed-up over the torch backend."""
+    grads = [r for r in records if r["method"] == "gradient"]
+    if not grads:
+        return None
+    torch_sps = {(r["order"], r.get("reg")): r["steps_per_second"] for r in grads
+                 if r.get("loss") == "torch" and r.get("status") == "ok"}
+    rows = []
+    for r in grads:
+        if r.get("status") != "ok":
+            rows.append({"order": r["order"], "loss": r["loss"], "reg": fmt(r.get("reg"), 4), "fit s": "—",
+                         "steps/s": "—", "vs torch": f"{r.get('status')}: {r.get('error', '')}"})
+            continue
+        base = torch_sps.get((r["order"], r.get("reg")))
+        rows.append({"order": r["order"], "loss": r["loss"], "reg": fmt(r.get("reg"), 4), "fit s": fmt(r["fit_seconds"], 3),
+                     "steps/s": fmt(r["steps_per_second"], 1),
+                     "vs torch": f"{r['steps_per_second'] / base:.2f}×" if base else "—"})
+    return pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True)
+
+
+def compare_runs(a: dict, b: dict, name_a: str, name_b: str) -> str:
+    """Markdown table of B − A per configuration present in both (NLL deltas, time ratios)."""
+    by_key = {r["key"]: r for r in a["results"] if r.get("status") == "ok"}
+    rows = []
+    for r in b["results"]:
+        other = by_key.get(r.get("key"))
+        if other is None or r.get("status") != "ok":
+            continue
+        row = {"configuration": r["key"]}
+        for split in ("train", "dev", "test"):
+            x, y = other.get(f"{split}_nll"), r.get(f"{split}_nll")
+            row[f"Δ{split} NLL"] = fmt(y - x, 5) if x is not None and y is not None and math.isfinite(x) and math.isfinite(y) else "—"
+        ta, tb = other.get("fit_seconds"), r.get("fit_seconds")
+        row["fit time B/A"] = f"{tb / ta:.2f}×" if ta and tb else "—"
+        row["same samples"] = "yes" if other.get("samples") == r.get("samples") else "no"
+        rows.append(row)
+    only_a = sorted(set(by_key) - {r.get("key") for r in b["results"]})
+    lines = [f"# Compare runs: B − A", "", f"- A: `{name_a}` ({a['run']['corpus']['name']}, {a['run']['environment']['device_name']}, commit {a['run']['environment']['git_commit']})",
+             f"- B: `{name_b}` ({b['run']['corpus']['name']}, {b['run']['environment']['device_name']}, commit {b['run']['environment']['git_commit']})", ""]
+    lines.append(pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True) if rows else "No configuration finished in both runs.")
+    if only_a:
+        lines += ["", "Only in A: " + ", ".join(f"`{k}`" for k in only_a)]
+    return "\n".join(lines) + "\n"
+
+
 def results_frame(results: dict) -> pd.DataFrame:
     return pd.DataFrame([{c: r.get(c) for c in CSV_COLUMNS} for r in results["results"]], columns=CSV_COLUMNS)
 
 
 def write_run(out_dir: Path, results: dict) -> None:
-    """Write results.json, results.csv and report.md, each atomically."""
+    """Write results.json, then results.csv and report.md rendered from what results.json holds,
+    each atomically, so `python -m harness report` rebuilds the same bytes from the JSON alone."""
     out_dir = Path(out_dir)
-    jsonio.write_atomic(out_dir / "results.json", jsonio.dumps(results))
-    jsonio.write_atomic(out_dir / "results.csv", results_frame(results).to_csv(index=False))
-    jsonio.write_atomic(out_dir / "report.md", render_report(results))
+    text = jsonio.dumps(results)
+    jsonio.write_atomic(out_dir / "results.json", text)
+    saved = jsonio.loads(text, FLOAT_KEYS)
+    jsonio.write_atomic(out_dir / "results.csv", results_frame(saved).to_csv(index=False))
+    jsonio.write_atomic(out_dir / "report.md", render_report(saved))
 
 
 def load_results(run_dir: Path) -> dict:

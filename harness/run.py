@@ -2,19 +2,20 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 import traceback
 from pathlib import Path
-from typing import Callable
 
 import torch
 
 import kernels
 from harness import report
-from harness.config import RunConfig, resolve_device
+from harness.config import RunConfig, grid_toml, resolve_device, smoothing_k
 from harness.corpus import Corpus, load_corpus
 from harness.env import environment
 from harness.evaluate import mean_nll, perplexity
 from harness.ngrams import Windows, windows
+from harness.progress import Progress
 from harness.sampling import sample_batched
 from harness.splits import SPLIT_NAMES, split_corpus
 from harness.train import FitResult, GradientSettings, fit_count, fit_gradient
@@ -57,21 +58,25 @@ def sample_stats(samples: list[str], splits: dict[str, Corpus]) -> dict:
 
 
 def grid_of(cfg: RunConfig) -> list[dict]:
-    """The configurations of a run, in order: one per order x method (x loss backend for gradient)."""
+    """The configurations of a run, in order: order x (count: smoothing | gradient: loss x reg)."""
     grid = []
     for order in cfg.orders:
         for method in cfg.methods:
             if method == "count":
-                grid.append({"order": order, "method": "count", "loss": None})
-            elif cfg.input == "counts":  # sufficient statistics: plain torch on the count table
-                grid.append({"order": order, "method": "gradient", "loss": "suffstats"})
-            else:
-                grid.extend({"order": order, "method": "gradient", "loss": loss} for loss in cfg.losses)
+                grid.extend({"order": order, "method": "count", "loss": None, "smoothing_spec": s, "reg": None}
+                            for s in cfg.smoothing)
+                continue
+            losses = ("suffstats",) if cfg.input == "counts" else cfg.losses  # the exact step is plain torch
+            grid.extend({"order": order, "method": "gradient", "loss": loss, "smoothing_spec": None, "reg": reg}
+                        for loss in losses for reg in cfg.regs)
     return grid
 
 
 def config_key(point: dict) -> str:
-    return f"order={point['order']} method={point['method']} loss={point['loss']}"
+    """A configuration's identity in results.json (what --resume matches on)."""
+    if point["method"] == "count":
+        return f"order={point['order']} count smoothing={point['smoothing_spec']}"
+    return f"order={point['order']} gradient loss={point['loss']} reg={point['reg']!r}"
 
 
 class Runner:
@@ -83,19 +88,34 @@ class Runner:
         self.corpus = load_corpus(cfg.corpus, device)
         self.splits = make_splits(self.corpus, cfg)
         self._windows: dict[tuple[int, str], Windows] = {}
-        self._count_fits: dict[int, FitResult] = {}
+        self._count_fits: dict[tuple[int, str], FitResult] = {}
 
     def win(self, order: int, split: str) -> Windows:
         if (order, split) not in self._windows:
             self._windows[(order, split)] = windows(self.splits[split], order)
         return self._windows[(order, split)]
 
-    def count_fit(self, order: int) -> FitResult:
-        """The count model of an order (tuned as the run says), fitted once per run."""
-        if order not in self._count_fits:
+    def count_fit(self, order: int, spec: str) -> FitResult:
+        """The count model of an order and smoothing spec, fitted once per run."""
+        if (order, spec) not in self._count_fits:
             dev = self.win(order, "dev") if "dev" in self.splits else None
-            self._count_fits[order] = fit_count(self.win(order, "train"), dev, self.cfg.smoothing_value(), self.cfg.k_grid)
-        return self._count_fits[order]
+            train = self.win(order, "train")
+            if spec in ("kn", "wb", "interp"):
+                from harness.smoothing import fit_smoothed
+
+                start = time.perf_counter()
+                model, tuning = fit_smoothed(spec, train, dev)
+                fit = FitResult(model, time.perf_counter() - start, tuning)
+            else:
+                fit = fit_count(train, dev, smoothing_k(spec), self.cfg.k_grid)
+            self._count_fits[(order, spec)] = fit
+        return self._count_fits[(order, spec)]
+
+    def reference_count_fit(self, order: int) -> FitResult:
+        """The count model a gradient model is compared with: the run's first add-k smoothing, else auto."""
+        add_k = [s for s in self.cfg.smoothing if s not in ("kn", "wb", "interp")]
+        spec = add_k[0] if add_k else ("auto" if "dev" in self.splits else "1.0")
+        return self.count_fit(order, spec)
 
     def losses_of(self, log_probs: torch.Tensor, order: int) -> dict:
         nll = {s: (mean_nll(log_probs, self.win(order, s)) if s in self.splits else None) for s in SPLIT_NAMES}
@@ -103,30 +123,36 @@ class Runner:
         out.update({f"{s}_ppl": (perplexity(v) if v is not None else None) for s, v in nll.items()})
         return out
 
-    def samples_of(self, probs: torch.Tensor, order: int) -> dict:
+    def samples_of(self, probs, order: int) -> dict:
         generator = torch.Generator(device=self.device).manual_seed(self.cfg.seed)
-        samples = sample_batched(probs.to(self.device), order, self.corpus.vocab, self.cfg.samples, generator)
+        if isinstance(probs, torch.Tensor):
+            probs = probs.to(self.device)
+        samples = sample_batched(probs, order, self.corpus.vocab, self.cfg.samples, generator)
         return {"samples": samples, **sample_stats(samples, self.splits)}
 
     def evaluate(self, point: dict, progress=None) -> dict:
         order, method = point["order"], point["method"]
-        record = {"corpus": self.corpus.name, "order": order, "method": method, "loss": point["loss"]}
+        record = {"key": config_key(point), "corpus": self.corpus.name, "order": order, "method": method,
+                  "loss": point["loss"], "smoothing_spec": point["smoothing_spec"]}
         if method == "count":
-            fit = self.count_fit(order)
-            record.update(smoothing=fit.model.k, fit_seconds=fit.fit_seconds, tuning=fit.tuning)
-            record.update(self.losses_of(fit.model.log_probs(), order))
-            record.update(self.samples_of(fit.model.probs_float32(), order))
+            fit = self.count_fit(order, point["smoothing_spec"])
+            k = getattr(fit.model, "k", None)
+            record.update(smoothing=k, fit_seconds=fit.fit_seconds, tuning=fit.tuning)
+            table = fit.model.log_probs() if hasattr(fit.model, "log_probs") else fit.model
+            record.update(self.losses_of(table, order))
+            probs = fit.model.probs_float32() if hasattr(fit.model, "probs_float32") else fit.model
+            record.update(self.samples_of(probs, order))
             return record
         cfg = self.cfg
         loss = point["loss"]
-        record.update(smoothing=None, reg=cfg.reg, lr=cfg.lr, steps=cfg.steps, batch_size=cfg.batch_size,
+        record.update(smoothing=None, reg=point["reg"], lr=cfg.lr, steps=cfg.steps, batch_size=cfg.batch_size,
                       input=cfg.input, additive=cfg.additive)
         if loss != "suffstats":
             ok, why = kernels.backend_available(loss, self.device)
             if not ok:
                 record.update(status="skipped", error=why)
                 return record
-        settings = GradientSettings(steps=cfg.steps, lr=cfg.lr, reg=cfg.reg, batch_size=cfg.batch_size,
+        settings = GradientSettings(steps=cfg.steps, lr=cfg.lr, reg=point["reg"], batch_size=cfg.batch_size,
                                     loss=loss if loss != "suffstats" else "torch", input=cfg.input,
                                     additive=cfg.additive, seed=cfg.seed)
         fit = fit_gradient(self.win(order, "train"), settings, self.device, progress=progress)
@@ -134,7 +160,7 @@ class Runner:
         record.update(fit_seconds=fit.fit_seconds, steps_per_second=fit.steps_per_second,
                       train_losses=fit.losses)
         record.update(self.losses_of(log_probs, order))
-        count = self.count_fit(order)
+        count = self.reference_count_fit(order)
         count_losses = self.losses_of(count.model.log_probs(), order)
         ref_split = "dev" if "dev" in self.splits else "train"
         record["count_k"] = count.model.k
@@ -145,49 +171,83 @@ class Runner:
         return record
 
 
-def run_grid(cfg: RunConfig, out_dir: Path, log: Callable[[str], None], command: str) -> dict:
-    """Run every configuration of `cfg`, writing the results after each one; return the results.
-
-    A configuration that raises is recorded with its error and the others still run; Ctrl-C
-    stops the run with every finished configuration already on disk.
-    """
-    device = resolve_device(cfg.device)
-    started = dt.datetime.now(dt.timezone.utc)
-    runner = Runner(cfg, device)
-    corpus = runner.corpus
-    log(f"corpus {corpus.name}: {corpus.num_items():,} items ({corpus.num_unique:,} unique), "
-        f"vocabulary {corpus.vocab.size}, device {device}")
-    results = {
+def new_results(cfg: RunConfig, runner: Runner, command: str) -> dict:
+    return {
         "run": {
-            "started": started.isoformat(timespec="seconds"),
+            "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "command": command,
             "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.__dict__.items()},
-            "environment": environment(device),
-            "corpus": corpus_stats(corpus, runner.splits),
+            "environment": environment(runner.device),
+            "corpus": corpus_stats(runner.corpus, runner.splits),
         },
         "results": [],
     }
+
+
+def run_grid(cfg: RunConfig, out_dir: Path, progress: Progress, command: str, previous: dict | None = None) -> dict:
+    """Run every configuration of `cfg`, writing the results after each one; return the results.
+
+    With `previous` (the results.json of an interrupted run with the same grid) the
+    configurations that finished there are kept and only the rest run. A configuration that
+    raises is recorded with its error and the others still run; Ctrl-C records the
+    interrupted configuration as such and re-raises, with every finished one already on disk.
+    """
+    device = resolve_device(cfg.device)
+    runner = Runner(cfg, device)
+    corpus = runner.corpus
+    progress.line(f"corpus {corpus.name}: {corpus.num_items():,} items ({corpus.num_unique:,} unique), "
+                  f"vocabulary {corpus.vocab.size}, device {device}")
+    results = new_results(cfg, runner, command)
+    done = {}
+    if previous is not None:
+        results["run"]["started"] = previous["run"]["started"]
+        results["run"]["command"] = previous["run"]["command"]
+        results["run"]["resumed"] = results["run"].get("resumed", []) + [dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")]
+        done = {r["key"]: r for r in previous["results"] if r.get("status") in ("ok", "skipped")}
     out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "grid.toml").write_text(grid_toml(cfg), encoding="utf-8")
     grid = grid_of(cfg)
-    for i, point in enumerate(grid, 1):
-        try:
-            record = runner.evaluate(point)
-            record.setdefault("status", "ok")
-        except Exception as exc:  # noqa: BLE001 - recorded with its traceback; the other configurations still run
-            record = {"corpus": corpus.name, **point, "status": "failed", "error": f"{type(exc).__name__}: {exc}",
-                      "traceback": traceback.format_exc(limit=3)}
-        results["results"].append(record)
+    records = {}
+
+    def save():
+        results["results"] = [records[config_key(p)] for p in grid if config_key(p) in records]
         report.write_run(out_dir, results)
-        log(f"[{i}/{len(grid)}] {describe(record)}")
+
+    with progress.bar(len(grid), "configurations") as advance:
+        for i, point in enumerate(grid, 1):
+            key = config_key(point)
+            if key in done:
+                records[key] = done[key]
+                progress.line(f"[{i}/{len(grid)}] {describe(done[key])} (kept from the interrupted run)")
+                advance()
+                continue
+            try:
+                steps = cfg.steps if point["method"] == "gradient" else 0
+                with progress.bar(steps, f"{key}") as step:
+                    record = runner.evaluate(point, progress=step)
+                record.setdefault("status", "ok")
+            except KeyboardInterrupt:
+                records[key] = {"key": key, "corpus": corpus.name, **point, "status": "interrupted",
+                                "error": "interrupted (Ctrl-C)"}
+                save()
+                raise
+            except Exception as exc:  # noqa: BLE001 - recorded with its traceback; the other configurations still run
+                record = {"key": key, "corpus": corpus.name, **point, "status": "failed",
+                          "error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc(limit=4)}
+            records[key] = record
+            save()
+            progress.line(f"[{i}/{len(grid)}] {describe(record)}")
+            advance()
     return results
 
 
 def describe(record: dict) -> str:
     head = f"order {record['order']} {record['method']}"
     if record["method"] == "count":
-        head += f" k={record['smoothing']:g}"
+        spec = record.get("smoothing_spec")
+        head += f" smoothing={spec}" + (f" (k={record['smoothing']:g})" if spec == "auto" and record.get("smoothing") is not None else "")
     else:
-        head += f" loss={record['loss']}"
+        head += f" loss={record['loss']} reg={record.get('reg')}"
     if record.get("status") != "ok":
         return f"{head}: {record.get('status')} ({record.get('error')})"
     shown = " ".join(f"{s} {record[f'{s}_nll']:.4f}" for s in SPLIT_NAMES if record.get(f"{s}_nll") is not None)
