@@ -104,7 +104,7 @@ def cmd_report(args) -> int:
     run_dir = Path(args.run_dir)
     if not (run_dir / "results.json").is_file():
         raise HarnessError(f"{args.run_dir!r} has no results.json; give a run folder")
-    write_run(run_dir, load_results(run_dir))
+    write_run(run_dir, load_results(run_dir), figures=True)
     print(f"rebuilt {run_dir / 'report.md'}")
     return 0
 

@@ -9,6 +9,7 @@ import math
 from pathlib import Path
 
 import pandas as pd
+import torch
 
 from harness import jsonio
 
@@ -88,6 +89,9 @@ def render_report(results: dict) -> str:
                    "predicted tokens": f"{v['predicted_characters']:,}"} for s, v in corpus["splits"].items()]
     lines += ["", pd.DataFrame(split_rows).to_markdown(index=False, disable_numparse=True), ""]
     lines += ["## Loss (mean NLL, nats per character)", "", loss_table(results["results"]) if results["results"] else "(no configuration finished)", ""]
+    figs = figure_specs(results)
+    if "nll_by_order.png" in figs:
+        lines += ["![dev NLL by order](nll_by_order.png)", ""]
     tuned = [r for r in results["results"] if r.get("tuning")]
     if tuned:
         lines += ["## Smoothing tuned on dev", ""]
@@ -101,6 +105,12 @@ def render_report(results: dict) -> str:
             rows.append(row)
         lines += [f"Dev NLL for each k on the grid {ks}; the chosen k in bold. Test is evaluated once, with it.", "",
                   pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True), ""]
+        if "tuning_k.png" in figs:
+            lines += ["![dev NLL against k](tuning_k.png)", ""]
+    if "tuning_reg.png" in figs:
+        lines += ["## Regularisation", "", "![NLL against lambda](tuning_reg.png)", ""]
+    if "loss_curves.png" in figs:
+        lines += ["## Training", "", "![training loss per step](loss_curves.png)", ""]
     agreement = agreement_table(results["results"])
     if agreement:
         lines += ["## Count vs gradient", "",
@@ -109,6 +119,9 @@ def render_report(results: dict) -> str:
     timing = timing_table(results["results"])
     if timing:
         lines += ["## Loss backends", "", timing, ""]
+    if "bigram_counts.png" in figs:
+        lines += ["## Bigram counts", "", "The training split's bigram count matrix, drawn as the lecture draws it: "
+                  "[bigram_counts.png](bigram_counts.png)", ""]
     lines += ["## Samples", ""]
     for r in results["results"]:
         if not r.get("samples"):
@@ -185,19 +198,82 @@ def compare_runs(a: dict, b: dict, name_a: str, name_b: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+HEATMAP_MAX_V = 120  # past this a V x V picture says nothing
+
+
+def figure_specs(results: dict) -> dict[str, tuple]:
+    """Which figures a run's results can draw: file name -> (function name, args). From the results alone."""
+    records = [r for r in results["results"] if r.get("status") == "ok"]
+    specs = {}
+    bigram = results["run"].get("bigram_counts")
+    if bigram is not None:
+        specs["bigram_counts.png"] = ("bigram_heatmap", (torch.tensor(bigram), ["."] + list(results["run"]["corpus"]["vocab"])))
+    k_curves = {f"order {r['order']}": [(t["k"], t["dev_nll"]) for t in r["tuning"]] for r in records
+                if r["method"] == "count" and r.get("tuning") and r.get("smoothing_spec") == "auto"}
+    if k_curves:
+        chosen = {f"order {r['order']}": r["smoothing"] for r in records if r["method"] == "count" and r.get("smoothing_spec") == "auto"}
+        specs["tuning_k.png"] = ("tuning_plot", (k_curves, "add-k smoothing k"), {"chosen": chosen, "title": "Count models: dev NLL against k"})
+    key = "dev_nll" if any(r.get("dev_nll") is not None for r in records) else "train_nll"
+    reg_curves: dict[str, list] = {}
+    for r in records:
+        if r["method"] == "gradient":
+            reg_curves.setdefault(f"order {r['order']}, {r['loss']}", []).append((r["reg"], r[key]))
+    reg_curves = {k: sorted(v) for k, v in reg_curves.items() if len(v) > 1}
+    if reg_curves:
+        chosen = {k: min(v, key=lambda p: p[1] if math.isfinite(p[1]) else math.inf)[0] for k, v in reg_curves.items()}
+        specs["tuning_reg.png"] = ("tuning_plot", (reg_curves, "lambda"),
+                                   {"chosen": chosen, "title": f"Gradient models: {key.split('_')[0]} NLL against lambda"})
+    curves = {f"order {r['order']}, {r['loss']}, reg {r['reg']:g}": r["train_losses"] for r in records
+              if r["method"] == "gradient" and r.get("train_losses")}
+    if curves:
+        reference = {}
+        for r in records:  # the first count model of each order
+            if r["method"] == "count":
+                reference.setdefault(f"count order {r['order']} ({label_of(r)}) train NLL", r["train_nll"])
+        specs["loss_curves.png"] = ("loss_curves", (curves,), {"reference": reference, "title": "Gradient models: training loss (data + reg) per step"})
+    orders = {r["order"] for r in records}
+    if len(orders) > 1 and key == "dev_nll":
+        rows = [{"order": r["order"], "label": label_of(r), "dev_nll": r["dev_nll"]} for r in records]
+        specs["nll_by_order.png"] = ("nll_by_order", (rows,), {"title": "Dev NLL by order"})
+    return specs
+
+
+def label_of(r: dict) -> str:
+    if r["method"] == "count":
+        spec = r.get("smoothing_spec") or "auto"
+        return {"auto": "count, add-k tuned", "kn": "count, Kneser-Ney", "wb": "count, Witten-Bell",
+                "interp": "count, interpolated add-k"}.get(spec, f"count, k={spec}")
+    return f"gradient, {r['loss']}, reg {r['reg']:g}"
+
+
+def write_figures(out_dir: Path, results: dict) -> list[Path]:
+    """Draw every figure the results allow into `out_dir` (PNG)."""
+    from harness import figures
+
+    written = []
+    for name, spec in figure_specs(results).items():
+        fn, args = spec[0], spec[1]
+        kwargs = spec[2] if len(spec) > 2 else {}
+        written.append(getattr(figures, fn)(*args, Path(out_dir) / name, **kwargs))
+    return written
+
+
 def results_frame(results: dict) -> pd.DataFrame:
     return pd.DataFrame([{c: r.get(c) for c in CSV_COLUMNS} for r in results["results"]], columns=CSV_COLUMNS)
 
 
-def write_run(out_dir: Path, results: dict) -> None:
+def write_run(out_dir: Path, results: dict, figures: bool = False) -> None:
     """Write results.json, then results.csv and report.md rendered from what results.json holds,
-    each atomically, so `python -m harness report` rebuilds the same bytes from the JSON alone."""
+    each atomically, so `python -m harness report` rebuilds the same bytes from the JSON alone.
+    `figures` also draws the PNGs (slow: done once at the end of a run)."""
     out_dir = Path(out_dir)
     text = jsonio.dumps(results)
     jsonio.write_atomic(out_dir / "results.json", text)
     saved = jsonio.loads(text, FLOAT_KEYS)
     jsonio.write_atomic(out_dir / "results.csv", results_frame(saved).to_csv(index=False))
     jsonio.write_atomic(out_dir / "report.md", render_report(saved))
+    if figures:
+        write_figures(out_dir, saved)
 
 
 def load_results(run_dir: Path) -> dict:

@@ -14,7 +14,7 @@ from harness.config import RunConfig, grid_toml, resolve_device, smoothing_k
 from harness.corpus import Corpus, load_corpus
 from harness.env import environment
 from harness.evaluate import mean_nll, perplexity
-from harness.ngrams import Windows, windows
+from harness.ngrams import Windows, count, windows
 from harness.progress import Progress
 from harness.sampling import sample_batched
 from harness.splits import SPLIT_NAMES, split_corpus
@@ -204,6 +204,8 @@ def run_grid(cfg: RunConfig, out_dir: Path, progress: Progress, command: str, pr
         results["run"]["command"] = previous["run"]["command"]
         results["run"]["resumed"] = results["run"].get("resumed", []) + [dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")]
         done = {r["key"]: r for r in previous["results"] if r.get("status") in ("ok", "skipped")}
+    if corpus.vocab.size <= report.HEATMAP_MAX_V:
+        results["run"]["bigram_counts"] = count(runner.win(2, "train")).long().tolist()
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "grid.toml").write_text(grid_toml(cfg), encoding="utf-8")
     grid = grid_of(cfg)
@@ -238,6 +240,7 @@ def run_grid(cfg: RunConfig, out_dir: Path, progress: Progress, command: str, pr
             save()
             progress.line(f"[{i}/{len(grid)}] {describe(record)}")
             advance()
+    report.write_run(out_dir, results, figures=True)
     return results
 
 

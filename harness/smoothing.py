@@ -19,15 +19,25 @@ sums. Loops run over orders only, never over n-grams or characters, and everythi
 the device of the training windows.
 
 The boundary token at the start. An order-n model pads every item with n-1 boundary tokens,
-and the boundary token occurs in a context only as that padding (the end token is only ever a
-target). So a lower-order n-gram whose first token is the boundary, e.g. the bigram `.e` inside
-a trigram model, can only be extended on the left by more padding: its continuation count is 1
-whatever its frequency, which would make P(first letter) nearly uniform over the letters that
-start a name. Like KenLM (which treats n-grams beginning with <s> this way) the Kneser-Ney
-model uses the raw count for every lower-order n-gram (orders 2..n-1) that begins with the
-boundary token, and the continuation count for all others; since that first token belongs to
-the context, each context uses one kind of count for all its targets. `boundary_raw=False`
-gives the plain rule (continuation counts everywhere below the top), which is nltk's.
+and the boundary occurs in a context only as that padding (the end token is only ever a
+target). Taken as ordinary tokens, the padding breaks two things Kneser-Ney relies on: a
+lower-order n-gram that begins with the boundary (the bigram `.e` in a trigram model) can only
+be extended on the left by more padding, so its continuation count is 1 whatever its frequency;
+and `...em` and `..em` are the same event counted again at each order. The default rule,
+padding="single", counts as KenLM does with a single <s>:
+
+  - an n-gram whose first two tokens are both boundary is skipped at its order (its context is
+    absent there, so the order passes P through from the order below): it is a copy of the
+    n-gram with one boundary fewer, which is kept one order down;
+  - an n-gram that begins with exactly one boundary token is the start of a name, and has no
+    left extension: it keeps its raw count at every order (KenLM: n-grams beginning with <s>);
+  - every other n-gram below the highest order takes its continuation count.
+
+So the start of `emma` in an order-6 model is predicted from `.e` (raw) then `e` (continuation),
+exactly as a model over `<s> e m m a </s>` would. Since the boundary token is part of the
+context, each context uses one kind of count for all its targets. padding="continuation" treats
+the padding as ordinary tokens (continuation counts at every lower order), which is nltk's rule.
+On names.txt (REFERENCE.md's split) the two differ by under 0.001 nats at orders 4-6.
 """
 from __future__ import annotations
 
@@ -223,47 +233,54 @@ def _per_order_discounts(discounts, n: int):
     return discounts
 
 
+PADDING_RULES = ("single", "continuation")
+
+
 @dataclass
 class KneserNeyModel(SmoothedModel):
-    """Interpolated modified Kneser-Ney; `discounts[k-1]` is the (D1, D2, D3+) of order k."""
+    """Interpolated modified Kneser-Ney; `discounts[k-1]` is the (D1, D2, D3+) of order k.
+
+    padding: how n-grams in the start padding are counted (module docstring): "single" (the
+    default, KenLM's treatment of one <s>) or "continuation" (nltk's: padding is an ordinary token).
+    """
 
     discounts: list[tuple[float, float, float]] = field(default_factory=list)
     fallback: list[bool] = field(default_factory=list)  # orders whose discounts are FALLBACK_DISCOUNTS
-    boundary_raw: bool = True
+    padding: str = "single"
 
     def __post_init__(self):
         self.method = "kn"
 
     @classmethod
-    def fit(cls, train: Windows, discounts=None, boundary_raw: bool = True,
-            discount_scale: float = 1.0) -> "KneserNeyModel":
+    def fit(cls, train: Windows, discounts=None, padding: str = "single") -> "KneserNeyModel":
         """Count the training windows and estimate each order's discounts (or take `discounts`).
 
         discounts: None (closed form from count-of-counts), a float (one discount everywhere,
-        as nltk's), or one (D1, D2, D3+) triple per order. discount_scale multiplies estimated
-        discounts (each kept within [0, i]). boundary_raw: raw counts for lower-order n-grams
-        that begin with the boundary token (see the module docstring).
+        as nltk's), or one (D1, D2, D3+) triple per order, order 1 first.
         """
+        if padding not in PADDING_RULES:
+            raise HarnessError(f"unknown Kneser-Ney padding rule {padding!r}; choose one of {', '.join(PADDING_RULES)}")
         n, V = train.order, train.vocab_size
         given = _per_order_discounts(discounts, n)
         levels, used, fallback = [], [], []
         for g, D in zip(count_orders(train), given):
             k = g.order
-            if k == n:
-                adjusted = g.counts
-            else:
-                adjusted = g.continuation
-                if boundary_raw and k >= 2:
-                    at_start = g.ids // V ** (k - 1) == BOUNDARY
-                    adjusted = torch.where(at_start, g.counts, adjusted)
+            adjusted = g.counts if k == n else g.continuation
+            ids = g.ids
+            if padding == "single" and k >= 2:
+                first = ids // V ** (k - 1)
+                # one leading boundary: the n-gram starts the name and has no left extension
+                adjusted = torch.where(first == BOUNDARY, g.counts, adjusted)
+                if k >= 3:  # two or more: a copy of the same event one order down; skip it there
+                    keep = (first != BOUNDARY) | (ids // V ** (k - 2) % V != BOUNDARY)
+                    ids, adjusted = ids[keep], adjusted[keep]
             fell_back = False
             if D is None:
                 D, fell_back = modified_kn_discounts(adjusted)
-                D = tuple(min(max(d * discount_scale, 0.0), float(i)) for i, d in zip((1, 2, 3), D))
             used.append(D)
             fallback.append(fell_back)
-            levels.append(_discounted_level(k, g.ids, adjusted, D, V))
-        return cls(n, V, levels, discounts=used, fallback=fallback, boundary_raw=boundary_raw)
+            levels.append(_discounted_level(k, ids, adjusted, D, V))
+        return cls(n, V, levels, discounts=used, fallback=fallback, padding=padding)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -348,7 +365,7 @@ class AddKInterpolationModel(SmoothedModel):
 
 
 def em_weights(component_probs: torch.Tensor, weight: torch.Tensor, iterations: int = 500,
-               tol: float = 1e-10) -> tuple[torch.Tensor, int]:
+               tol: float = 1e-9) -> tuple[torch.Tensor, int]:
     """Mixture weights that maximise the weighted held-out likelihood, by EM; (weights, iterations run).
 
     component_probs: (N, m) float64 probability of each held-out target under each component;
@@ -379,28 +396,18 @@ def _weighted_nll(probs: torch.Tensor, weight: torch.Tensor) -> float:
 
 
 def fit_smoothed(method: str, train: Windows, dev: Windows | None,
-                 k_grid=INTERP_K_GRID, discount_scales=None) -> tuple[SmoothedModel, list[dict]]:
+                 k_grid=INTERP_K_GRID) -> tuple[SmoothedModel, list[dict]]:
     """Fit a smoothed model; tune on dev (never test) what the method has to tune.
 
-    kn:     nothing to tune: discounts from count-of-counts. With `discount_scales` (e.g.
-            (0.8, 0.9, 1.0, 1.1)) and a dev split, also the scale of all discounts by dev NLL.
-    wb:     nothing to tune.
+    kn, wb: nothing to tune (Kneser-Ney's discounts come from count-of-counts; scaling them
+            by 0.8-1.1 moved names.txt dev NLL by at most 0.001, so no scale is tuned).
     interp: for each k of `k_grid`, EM on dev for the weights of uniform + orders 1..n; the k
             with the lowest dev NLL wins (ties to the smaller k). Needs dev.
-    tuning: one dict per candidate tried, with "dev_nll" and "chosen"; [] when nothing was tuned.
+    tuning: for interp one dict per k tried ({"k", "weights", "em_iterations", "dev_nll",
+            "chosen"}); [] for kn and wb.
     """
     if method == "kn":
-        if not discount_scales or dev is None:
-            return KneserNeyModel.fit(train), []
-        best, tuning = None, []
-        for scale in discount_scales:
-            model = KneserNeyModel.fit(train, discount_scale=scale)
-            nll = _weighted_nll(model.probs(dev.context, dev.target), dev.weight)
-            tuning.append({"discount_scale": float(scale), "dev_nll": nll, "chosen": False})
-            if best is None or nll < best[1]:
-                best = (model, nll, len(tuning) - 1)
-        tuning[best[2]]["chosen"] = True
-        return best[0], tuning
+        return KneserNeyModel.fit(train), []
     if method == "wb":
         return WittenBellModel.fit(train), []
     if method == "interp":

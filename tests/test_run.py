@@ -1,0 +1,125 @@
+"""A run as a whole: nothing lost on interruption, resumable, reproducible, reports rebuilt from JSON."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from harness.cli import main
+from tests.conftest import REPO
+
+SMALL = ["--corpus", "ssa:1900", "--samples", "5", "--quiet"]
+
+
+def run_cli(*args):
+    return main(list(args))
+
+
+def records(out):
+    return json.loads((out / "results.json").read_text())["results"]
+
+
+def test_sigint_keeps_finished_configurations_and_resume_finishes(tmp_path):
+    out = tmp_path / "run"
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env.pop("TRITON_INTERPRET", None)
+    # a count model finishes at once; the gradient model after it takes many seconds
+    proc = subprocess.Popen([sys.executable, "-m", "harness", "run", *SMALL, "--orders", "2", "--methods", "count,gradient",
+                             "--steps", "100000", "--out", str(out)], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if (out / "results.json").exists() and len(records(out)) >= 1:
+            break
+        time.sleep(0.2)
+    else:
+        proc.kill()
+        pytest.fail("the first configuration never reached results.json")
+    time.sleep(1.0)  # well inside the gradient configuration
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr and "--resume" in stderr
+    saved = records(out)
+    assert [r["status"] for r in saved] == ["ok", "interrupted"]
+    first = saved[0]
+    # --resume repeats the grid saved in results.json; shorten the interrupted gradient configuration there so the
+    # test does not wait for 100,000 steps (the kept count configuration must stay untouched either way)
+    data = json.loads((out / "results.json").read_text())
+    data["run"]["config"]["steps"] = 5
+    (out / "results.json").write_text(json.dumps(data))
+    assert run_cli("run", "--resume", str(out), "--quiet") == 0
+    done = records(out)
+    assert [r["status"] for r in done] == ["ok", "ok"]
+    assert done[0] == first  # kept, not redone (same fit_seconds too)
+    assert len(done[1]["train_losses"]) == 5
+
+
+def test_report_rebuilds_report_md_byte_for_byte(tmp_path):
+    out = tmp_path / "run"
+    assert run_cli("run", *SMALL, "--orders", "2,3", "--methods", "count,gradient", "--steps", "3", "--reg", "0.01,0.1",
+                   "--out", str(out)) == 0
+    before = (out / "report.md").read_bytes()
+    csv_before = (out / "results.csv").read_bytes()
+    for png in ("bigram_counts.png", "tuning_k.png", "tuning_reg.png", "loss_curves.png", "nll_by_order.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        (out / png).unlink()
+    (out / "report.md").unlink()
+    assert run_cli("report", str(out)) == 0
+    assert (out / "report.md").read_bytes() == before
+    assert (out / "results.csv").read_bytes() == csv_before
+    assert (out / "tuning_reg.png").exists() and (out / "bigram_counts.png").exists()
+
+
+def test_same_seed_same_results(tmp_path):
+    outs = [tmp_path / "a", tmp_path / "b"]
+    for out in outs:
+        assert run_cli("run", *SMALL, "--orders", "2", "--methods", "count,gradient", "--steps", "5",
+                       "--batch-size", "64", "--out", str(out)) == 0
+    a, b = records(outs[0]), records(outs[1])
+    for x, y in zip(a, b):
+        for key in ("train_nll", "dev_nll", "test_nll", "samples", "smoothing"):
+            assert x[key] == y[key]
+    assert a[1]["train_losses"] == b[1]["train_losses"]
+
+
+def test_a_failing_configuration_is_recorded_and_the_rest_run(tmp_path):
+    out = tmp_path / "run"
+    # lr 1e9 makes the gradient model diverge; the count models around it must still finish
+    assert run_cli("run", *SMALL, "--orders", "2,3", "--methods", "gradient,count", "--steps", "20", "--lr", "1e9",
+                   "--out", str(out)) == 0
+    saved = records(out)
+    assert [(r["method"], r["status"]) for r in saved] == [("gradient", "failed"), ("count", "ok"), ("gradient", "failed"), ("count", "ok")]
+    assert "diverged" in saved[0]["error"]
+    assert "failed" in (out / "report.md").read_text()
+
+
+def test_grid_file_round_trip(tmp_path):
+    grid = tmp_path / "grid.toml"
+    grid.write_text('corpus = "ssa:1900"\norders = [2]\nsmoothing = ["auto", "1.0"]\nsamples = 3\n')
+    out = tmp_path / "run"
+    assert run_cli("run", "--config", str(grid), "--quiet", "--out", str(out)) == 0
+    first = records(out)
+    assert [r["smoothing_spec"] for r in first] == ["auto", "1.0"]
+    again = tmp_path / "again"
+    assert run_cli("run", "--config", str(out / "grid.toml"), "--quiet", "--out", str(again)) == 0
+    assert [r["dev_nll"] for r in records(again)] == [r["dev_nll"] for r in first]
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("ordrs = [2]\n", "unknown configuration key 'ordrs'"),
+    ("orders = [0]\n", "order 0"),
+    ("steps = -3\n", "steps (--steps)"),
+    ("losses = ['gpu']\n", "losses (--loss)"),
+    ("additive = 'yes'\n", "additive"),
+    ("orders = [2\n", "not valid TOML"),
+])
+def test_bad_grid_files(tmp_path, capsys, text, fragment):
+    grid = tmp_path / "grid.toml"
+    grid.write_text(text)
+    assert run_cli("run", "--config", str(grid), "--out", str(tmp_path / "x")) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and fragment in err[0]
