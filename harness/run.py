@@ -17,7 +17,7 @@ from harness.evaluate import mean_nll, perplexity
 from harness.ngrams import Windows, count, windows
 from harness.progress import Progress
 from harness.sampling import sample_batched
-from harness.splits import SPLIT_NAMES, split_corpus
+from harness.splits import FILES_PREFIX, SPLIT_NAMES, load_split_files, split_corpus, write_split
 from harness.train import FitResult, GradientSettings, fit_count, fit_gradient
 
 
@@ -43,6 +43,14 @@ def make_splits(corpus: Corpus, cfg: RunConfig) -> dict[str, Corpus]:
     if cfg.split == "none":
         return {"train": corpus}
     return split_corpus(corpus, cfg.seed)
+
+
+def load_data(cfg: RunConfig, device) -> tuple[Corpus, dict[str, Corpus], dict | None]:
+    """The corpus and its splits as the run configures them; the overlap of user-given split files."""
+    if cfg.split.startswith(FILES_PREFIX):
+        return load_split_files(cfg.split, device)
+    corpus = load_corpus(cfg.corpus, device)
+    return corpus, make_splits(corpus, cfg), None
 
 
 def sample_stats(samples: list[str], splits: dict[str, Corpus]) -> dict:
@@ -85,8 +93,7 @@ class Runner:
     def __init__(self, cfg: RunConfig, device: torch.device):
         self.cfg = cfg
         self.device = device
-        self.corpus = load_corpus(cfg.corpus, device)
-        self.splits = make_splits(self.corpus, cfg)
+        self.corpus, self.splits, self.overlap = load_data(cfg, device)
         self._windows: dict[tuple[int, str], Windows] = {}
         self._count_fits: dict[tuple[int, str], FitResult] = {}
 
@@ -178,7 +185,7 @@ def new_results(cfg: RunConfig, runner: Runner, command: str) -> dict:
             "command": command,
             "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.__dict__.items()},
             "environment": environment(runner.device),
-            "corpus": corpus_stats(runner.corpus, runner.splits),
+            "corpus": {**corpus_stats(runner.corpus, runner.splits), "split": cfg.split, "split_overlap": runner.overlap},
         },
         "results": [],
     }
@@ -207,6 +214,7 @@ def run_grid(cfg: RunConfig, out_dir: Path, progress: Progress, command: str, pr
     if corpus.vocab.size <= report.HEATMAP_MAX_V:
         results["run"]["bigram_counts"] = count(runner.win(2, "train")).long().tolist()
     out_dir.mkdir(parents=True, exist_ok=True)
+    results["run"]["split_files"] = write_split(out_dir, runner.splits)
     (out_dir / "grid.toml").write_text(grid_toml(cfg), encoding="utf-8")
     grid = grid_of(cfg)
     records = {}

@@ -204,8 +204,9 @@ def modified_kn_discounts(counts: torch.Tensor) -> tuple[tuple[float, float, flo
 
 def _discount_of(counts: torch.Tensor, D: tuple[float, float, float]) -> torch.Tensor:
     """The discount each n-gram gives up: D1 for count 1, D2 for 2, D3+ for 3 or more, never more than its count."""
-    d = torch.where(counts < 1.5, D[0], torch.where(counts < 2.5, D[1], D[2]))
-    return torch.minimum(d.to(counts.dtype), counts)
+    bucket = (counts.round().clamp(1, 3) - 1).long()  # counts are integers (weights are copies)
+    d = torch.tensor(D, dtype=counts.dtype, device=counts.device)[bucket]
+    return torch.minimum(d, counts)
 
 
 def _discounted_level(order: int, ids: torch.Tensor, counts: torch.Tensor, D, V: int) -> Level:
