@@ -198,3 +198,24 @@ def _small_v_paragraph(df, tiling: str) -> str:
         "GPU timing can show, and none has been taken. The flat layout is tested under the interpreter and "
         "selectable by setting SMALL_V_TILING = \"flat\"."
     )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m harness.static_report [--arch sm_80,sm_90] [--out DIR]`: the same as `bench --static`."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m harness.static_report", description=__doc__.splitlines()[0])
+    parser.add_argument("--arch", default="sm_80,sm_90", help="architectures, comma separated (default %(default)s)")
+    parser.add_argument("--out", default=None, help="report folder (default reports/static-<archs>)")
+    args = parser.parse_args(argv)
+    try:
+        archs = parse_archs(args.arch)
+        out = Path(args.out) if args.out else Path("reports") / ("static-" + "-".join(archs))
+        return static_main(archs, out, log=lambda line: print(line, flush=True))
+    except HarnessError as exc:
+        print(f"error: {exc}", flush=True)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

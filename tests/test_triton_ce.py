@@ -126,9 +126,19 @@ def test_matches_reference_fp32(case):
 
 
 def test_choose_config_tilings():
-    small = triton_ce.choose_config(1000, 27, torch.float32)
+    small = triton_ce.rows_config(1000, 27)
     assert small.tiling == "rows" and small.block_v == 32 and small.rows_per_program >= 64
     assert triton_ce.choose_config(3, 27, torch.float32).rows_per_program == 4  # no padding rows beyond N
+    # Unaligned small V with contiguous rows and N of at least one tile: the launcher's small-V
+    # layout; the flat tiles hold a multiple of 16 bytes / element size rows (16-byte aligned starts).
+    for v in (27, 729):
+        for dtype, multiple in ((torch.float32, 4), (torch.bfloat16, 8), (torch.float16, 8)):
+            assert triton_ce.choose_config(1000, v, dtype).tiling == triton_ce.SMALL_V_TILING
+            flat = triton_ce.flat_config(v, dtype)
+            assert flat.tiling == "flat" and flat.rows_per_program % multiple == 0 and flat.block_v >= v
+            assert triton_ce.flat_applies(1000, v, dtype) and not triton_ce.flat_applies(1000, v, dtype, v + 5)
+        assert triton_ce.choose_config(1000, v, torch.float32, row_stride=v + 5).tiling == "rows"
+    assert not triton_ce.flat_applies(1000, 32, torch.float32)  # already aligned: rows
     assert triton_ce.choose_config(128, 4099, torch.float32) == triton_ce.CEConfig("rows", 1, 8192, 16, 1)
     for v in (8193, 131072, 262144):
         cfg = triton_ce.choose_config(4, v, torch.float32)
@@ -142,10 +152,42 @@ def test_choose_config_tilings():
 @pytest.mark.parametrize("reduction", ["mean", "none"])
 def test_loop_tiling_on_small_shapes(monkeypatch, n, v, block_v, reduction):
     """The online softmax across several blocks with a ragged last block, cheaply."""
-    monkeypatch.setattr(triton_ce, "choose_config", lambda *a: triton_ce.CEConfig("loop", 1, block_v, 1, 1))
+    monkeypatch.setattr(triton_ce, "choose_config", lambda *a, **k: triton_ce.CEConfig("loop", 1, block_v, 1, 1))
     data, cols, target, weight, ignore_index = make_inputs(n, v, ignore=-100, weighted=True, noncontig=True)
     data[0, cols.start + target[0]] += 20.0  # the max grows in a later block: the sum is rescaled
     check_against_reference(data, cols, target, weight, ignore_index, reduction)
+
+
+@pytest.mark.parametrize("n, v, rows, dtype, reduction, weighted, overwrite", [
+    (8, 27, 8, torch.float32, "mean", True, False),     # one tile, no tail
+    (21, 27, 8, torch.float32, "none", False, True),    # two tiles and a 5-row tail ("rows")
+    (19, 13, 16, torch.bfloat16, "sum", True, False),   # V = 13: a 208-element run padded to 256
+    (16, 27, 8, torch.float16, "mean", True, True),
+])
+def test_flat_tiling_on_small_shapes(monkeypatch, n, v, rows, dtype, reduction, weighted, overwrite):
+    """The flat tiling (aligned flat runs regrouped into rows), with small tiles so the interpreter is quick."""
+    monkeypatch.setattr(triton_ce, "choose_config", lambda *a, **k: triton_ce.CEConfig("flat", rows, 32, 1, 1))
+    data, cols, target, weight, ignore_index = make_inputs(n, v, dtype=dtype, ignore=-100, weighted=weighted)
+    calls = triton_ce.kernel_calls(data, data, target, weight, torch.ones(1), torch.empty(n), ignore_index)
+    assert calls[0][0] is triton_ce._ce_flat_kernel and len(calls) == 1 + (n % rows != 0)
+    got_loss, got_grad = loss_and_grad(ours, data, cols, target, weight, ignore_index, reduction,
+                                       overwrite_logits=overwrite)
+    ref_loss, ref_grad = loss_and_grad(torch_cross_entropy, data, cols, target, weight, ignore_index, reduction)
+    atol, rtol = TOL[dtype]
+    torch.testing.assert_close(got_loss, ref_loss, atol=atol, rtol=rtol)
+    torch.testing.assert_close(got_grad, ref_grad, atol=atol, rtol=rtol)
+
+
+@pytest.mark.filterwarnings("ignore:.*encountered in:RuntimeWarning")
+def test_flat_tiling_minus_inf_and_ignored_rows(monkeypatch):
+    monkeypatch.setattr(triton_ce, "choose_config", lambda *a, **k: triton_ce.CEConfig("flat", 8, 64, 1, 1))
+    data, cols, target = infinite_logits(16, 50)
+    got_loss, got_grad = loss_and_grad(ours, data, cols, target, None, -100, "none")
+    ref_loss, ref_grad = loss_and_grad(torch_cross_entropy, data, cols, target, None, -100, "none")
+    torch.testing.assert_close(got_loss, ref_loss, atol=1e-5, rtol=1e-5)
+    keep = torch.arange(16) != 6
+    torch.testing.assert_close(got_grad[keep], ref_grad[keep], atol=1e-6, rtol=1e-5)
+    assert torch.isfinite(got_grad).all() and (got_grad[6] == 0).all()
 
 
 def infinite_logits(n, v, seed=0):
@@ -176,7 +218,7 @@ def infinite_logits(n, v, seed=0):
 @pytest.mark.parametrize("reduction", ["none", "sum"])
 def test_minus_inf_logits(monkeypatch, tiling, reduction):
     if tiling == "loop":
-        monkeypatch.setattr(triton_ce, "choose_config", lambda *a: triton_ce.CEConfig("loop", 1, 16, 1, 1))
+        monkeypatch.setattr(triton_ce, "choose_config", lambda *a, **k: triton_ce.CEConfig("loop", 1, 16, 1, 1))
     data, cols, target = infinite_logits(7, 50)
     got_loss, got_grad = loss_and_grad(ours, data, cols, target, None, -100, reduction)
     ref_loss, ref_grad = loss_and_grad(torch_cross_entropy, data, cols, target, None, -100, reduction)
