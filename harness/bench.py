@@ -162,6 +162,9 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
                    help="training benchmark: full-batch steps per timed fit (default %(default)s)")
     p.add_argument("--train-repeats", type=int, default=_DEFAULTS.train_repeats,
                    help="training benchmark: timed fits per variant, median reported (default %(default)s)")
+    from harness.bench_counting import add_counting_arguments
+
+    add_counting_arguments(p)
 
 
 def _split_list(values: list[str] | None) -> list[str]:
@@ -1048,6 +1051,10 @@ def bench_main(args: argparse.Namespace) -> int:
     import shlex
     import sys
 
+    if getattr(args, "counting", False):
+        from harness.bench_counting import counting_main
+
+        return counting_main(args, ",".join(map(str, _DEFAULTS.orders)))
     config = make_bench_config(args)
     config.out_dir.mkdir(parents=True, exist_ok=True)
     device = torch.device(config.device)

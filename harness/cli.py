@@ -43,6 +43,7 @@ def add_run_parser(sub) -> None:
     p.add_argument("--device", help=f"auto, cpu or cuda (default {d.device})")
     p.add_argument("--out", default=None, help="run folder (default reports/run-<UTC time>)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    add_corpus_options(p, run=True)
     g = p.add_argument_group("gradient models (defaults are the lecture's)")
     g.add_argument("--loss", dest="losses", help=f"loss backends, one configuration each: triton,compiled,torch,manual (default {','.join(d.losses)})")
     g.add_argument("--steps", help=f"gradient steps (default {d.steps})")
@@ -55,7 +56,22 @@ def add_run_parser(sub) -> None:
 
 
 RUN_KEYS = ("corpus", "orders", "methods", "smoothing", "split", "seed", "samples", "device", "losses", "steps",
-            "lr", "regs", "batch_size", "input", "additive")
+            "lr", "regs", "batch_size", "input", "additive", "casefold", "min_char_count", "expand", "max_memory")
+
+
+def add_corpus_options(p, run: bool = False) -> None:
+    """--casefold, --min-char-count, --expand, --max-memory (run: defaults None, so a TOML grid can set them)."""
+    d = DEFAULTS
+    g = p.add_argument_group("corpus options and scale")
+    g.add_argument("--casefold", action="store_true", default=None if run else False,
+                   help="case-fold every item (str.casefold), merging items that become equal")
+    g.add_argument("--min-char-count", type=int, default=None if run else d.min_char_count, metavar="M",
+                   help="drop items with a character seen fewer than M times in the corpus (default: keep all)")
+    g.add_argument("--expand", action="store_true", default=None if run else False,
+                   help="every copy of a weighted item (e.g. each of ssa-births:all's 348 M births) a row, "
+                        "counted and scored in chunks; add-k count models only")
+    g.add_argument("--max-memory", default=None if run else d.max_memory, metavar="BYTES",
+                   help="byte budget of chunked passes, e.g. 4G (default auto: a quarter of the free device memory)")
 
 
 def add_model_arguments(p) -> None:
@@ -66,6 +82,7 @@ def add_model_arguments(p) -> None:
     p.add_argument("--split", default="none", help="train on: none = the whole corpus (default, the lecture's), "
                    "seeded = the train part of run's seeded split (with --seed), files:TRAIN,DEV,TEST = the TRAIN file")
     p.add_argument("--seed", type=int, default=DEFAULTS.seed, help="seed of the split (and of sampling) (default %(default)s)")
+    add_corpus_options(p)
 
 
 def cmd_run(args) -> int:
@@ -148,8 +165,10 @@ def fit_full(args):
     file of --split files:TRAIN,DEV,TEST. Returns (corpus, log_probs, probs): a dense table and
     its float32 probabilities, or for Kneser-Ney / Witten-Bell the model object for both.
     """
-    from harness.models import CountModel
-    from harness.ngrams import windows
+    from harness.corpus import expand_corpus
+    from harness.memory import memory_budget, parse_bytes
+    from harness.models import CountModel, fit_add_k, log_prob_source
+    from harness.ngrams import windows_for
     from harness.splits import FILES_PREFIX, load_split_files, split_corpus
 
     order = validate_order(args.order)
@@ -161,18 +180,25 @@ def fit_full(args):
         corpus, splits, _ = load_split_files(args.split, device)
         train = splits["train"]
     elif args.split in ("none", "seeded"):
-        corpus = load_corpus(args.corpus, device)
+        corpus = load_corpus(args.corpus, device, casefold=args.casefold, min_char_count=args.min_char_count)
         train = corpus if args.split == "none" else split_corpus(corpus, args.seed)["train"]
     else:
         raise HarnessError(f"--split {args.split!r} is unknown; use none, seeded or files:TRAIN,DEV,TEST")
-    train_windows = windows(train, order)
+    budget = memory_budget(device, parse_bytes(args.max_memory))
+    if args.expand:
+        if spec in ("kn", "wb"):
+            raise HarnessError("--expand counts add-k models only; kn/wb on the weighted corpus see the same data")
+        train = expand_corpus(train, budget)
+    train_windows = windows_for(train, order, budget)
     if spec in ("kn", "wb"):
         from harness.smoothing import fit_smoothed
 
         model, _ = fit_smoothed(spec, train_windows, None)
         return corpus, model, model
-    model = CountModel.fit(train_windows, float(spec))
-    return corpus, model.log_probs(), model.probs_float32()
+    model = fit_add_k(train_windows, float(spec))  # sparse where the dense table is past its budget
+    if not isinstance(model, CountModel):
+        return corpus, model, model
+    return corpus, log_prob_source(model), model.probs_float32()
 
 
 def cmd_score(args) -> int:

@@ -44,6 +44,11 @@ class RunConfig:
     batch_size: int = 0
     input: str = "table"
     additive: bool = False
+    # corpus options and scale
+    casefold: bool = False  # str.casefold every item (merging items that become equal)
+    min_char_count: int = 0  # drop items with a character seen fewer than this many times
+    expand: bool = False  # every copy of a weighted item a row, counted and scored in chunks
+    max_memory: str = "auto"  # byte budget of chunked passes, e.g. 4G; auto = a quarter of the free device memory
 
 
 DEFAULTS = RunConfig()
@@ -51,7 +56,8 @@ FLAGS = {  # TOML key -> CLI flag, for messages
     "corpus": "--corpus", "orders": "--orders", "methods": "--methods", "smoothing": "--smoothing",
     "split": "--split", "seed": "--seed", "samples": "--samples", "device": "--device", "k_grid": "--k-grid",
     "losses": "--loss", "steps": "--steps", "lr": "--lr", "regs": "--reg", "batch_size": "--batch-size",
-    "input": "--input", "additive": "--additive",
+    "input": "--input", "additive": "--additive", "casefold": "--casefold", "min_char_count": "--min-char-count",
+    "expand": "--expand", "max_memory": "--max-memory",
 }
 
 
@@ -144,8 +150,9 @@ def make_run_config(values: dict) -> RunConfig:
     for key, seq in (("methods", methods), ("losses", losses), ("smoothing", smoothing), ("regs", regs), ("k_grid", k_grid)):
         if not seq:
             raise HarnessError(f"{_name(key)} is empty")
-    if not isinstance(v["additive"], bool):
-        raise HarnessError(f"{_name('additive')} must be true or false, got {v['additive']!r}")
+    for key in ("additive", "casefold", "expand"):
+        if not isinstance(v[key], bool):
+            raise HarnessError(f"{_name(key)} must be true or false, got {v[key]!r}")
     cfg = RunConfig(
         corpus=str(v["corpus"]),
         orders=orders,
@@ -163,7 +170,17 @@ def make_run_config(values: dict) -> RunConfig:
         batch_size=_number("batch_size", v["batch_size"], int, minimum=0),
         input=_choice("input", v["input"], INPUTS),
         additive=v["additive"],
+        casefold=v["casefold"],
+        min_char_count=_number("min_char_count", v["min_char_count"], int, minimum=0),
+        expand=v["expand"],
+        max_memory=str(v["max_memory"]),
     )
+    from harness.memory import parse_bytes
+
+    parse_bytes(cfg.max_memory, "max_memory (--max-memory)")  # a bad size fails here, before any work
+    if cfg.expand and ("gradient" in cfg.methods or any(s in ("kn", "wb", "interp") for s in cfg.smoothing)):
+        raise HarnessError("expand (--expand) streams add-k count models only (methods count, smoothing auto or k); "
+                           "the weighted corpus gives every other model the same data without expanding it")
     if cfg.input == "counts" and (cfg.additive or cfg.batch_size):
         raise HarnessError("input (--input) counts trains full-batch table models only (the exact sufficient-statistics step); drop batch_size/additive")
     no_dev = cfg.split == "none" or (cfg.split.startswith("files:") and cfg.split.count(",") == 0)

@@ -11,10 +11,11 @@ import torch
 import kernels
 from harness import report
 from harness.config import RunConfig, grid_toml, resolve_device, smoothing_k
-from harness.corpus import Corpus, load_corpus
+from harness.corpus import Corpus, expand_corpus, load_corpus
 from harness.env import environment
 from harness.evaluate import mean_nll, perplexity
-from harness.ngrams import Windows, count, windows
+from harness.ngrams import Windows, count, windows_for
+from harness.memory import memory_budget, parse_bytes
 from harness.progress import Progress
 from harness.sampling import sample_batched
 from harness.splits import FILES_PREFIX, SPLIT_NAMES, load_split_files, split_corpus, write_split
@@ -49,7 +50,7 @@ def load_data(cfg: RunConfig, device) -> tuple[Corpus, dict[str, Corpus], dict |
     """The corpus and its splits as the run configures them; the overlap of user-given split files."""
     if cfg.split.startswith(FILES_PREFIX):
         return load_split_files(cfg.split, device)
-    corpus = load_corpus(cfg.corpus, device)
+    corpus = load_corpus(cfg.corpus, device, casefold=cfg.casefold, min_char_count=cfg.min_char_count)
     return corpus, make_splits(corpus, cfg), None
 
 
@@ -95,11 +96,22 @@ class Runner:
         self.device = device
         self.corpus, self.splits, self.overlap = load_data(cfg, device)
         self._windows: dict[tuple[int, str], Windows] = {}
+        self._expanded: dict = {}
         self._count_fits: dict[tuple[int, str], FitResult] = {}
+
+    def rows(self, split: str, budget: int):
+        """A split as counted: with --expand every copy a row (expanded once, after the split by unique
+        item, so all copies of a name share a split), else the weighted split itself."""
+        if not self.cfg.expand:
+            return self.splits[split]
+        if split not in self._expanded:
+            self._expanded[split] = expand_corpus(self.splits[split], budget)
+        return self._expanded[split]
 
     def win(self, order: int, split: str) -> Windows:
         if (order, split) not in self._windows:
-            self._windows[(order, split)] = windows(self.splits[split], order)
+            budget = memory_budget(self.device, parse_bytes(self.cfg.max_memory))
+            self._windows[(order, split)] = windows_for(self.rows(split, budget), order, budget)
         return self._windows[(order, split)]
 
     def count_fit(self, order: int, spec: str) -> FitResult:
