@@ -42,7 +42,7 @@ def loss_table(records: list[dict]) -> str:
         row = {"order": r["order"], "method": r["method"]}
         if has_gradient:
             row["loss"] = r.get("loss") or "—"
-        row["k / reg"] = fmt(r.get("smoothing"), 3) if r["method"] == "count" else f"reg {fmt(r.get('reg'), 4)}"
+        row["smoothing / reg"] = smoothing_cell(r)
         if r.get("status", "ok") != "ok":
             row["train NLL"] = f"{r['status']}: {r.get('error', '')}"
             rows.append(row)
@@ -104,6 +104,9 @@ def render_report(results: dict) -> str:
                   "run on exactly this data.", ""]
     lines += ["## Loss (mean NLL, nats per character)", "", loss_table(results["results"]) if results["results"] else "(no configuration finished)", ""]
     figs = figure_specs(results)
+    by_order = order_table(results["results"])
+    if by_order:
+        lines += ["## By order and model", "", "Dev / test NLL; the best dev NLL of each order in bold.", "", by_order, ""]
     if "nll_by_order.png" in figs:
         lines += ["![dev NLL by order](nll_by_order.png)", ""]
     tuned = [r for r in results["results"] if r.get("tuning")]
@@ -145,7 +148,7 @@ def render_report(results: dict) -> str:
             extra = f"; {r['new_share']:.0%} not in train"
             if r.get("heldout_share") is not None:
                 extra += f", {r['heldout_share']:.0%} real names held out in dev/test"
-        lines += [f"### order {r['order']}, {r['method']}, k = {fmt(r['smoothing'], 3)}{extra}", "",
+        lines += [f"### order {r['order']}, {label_of(r)}{extra}", "",
                   " ".join(f"`{s}`" for s in r["samples"]), ""]
     return "\n".join(lines)
 
@@ -250,6 +253,47 @@ def figure_specs(results: dict) -> dict[str, tuple]:
         rows = [{"order": r["order"], "label": label_of(r), "dev_nll": r["dev_nll"]} for r in records]
         specs["nll_by_order.png"] = ("nll_by_order", (rows,), {"title": "Dev NLL by order"})
     return specs
+
+
+SMOOTHING_LABELS = {"kn": "Kneser-Ney (modified)", "wb": "Witten-Bell", "interp": "interpolated add-k"}
+
+
+def smoothing_cell(r: dict) -> str:
+    """What smoothed a configuration: add-k's k (tuned or given), the method's name, or the gradient model's reg."""
+    if r["method"] != "count":
+        return f"reg {fmt(r.get('reg'), 4)}"
+    spec = r.get("smoothing_spec") or "auto"
+    if spec in SMOOTHING_LABELS:
+        return SMOOTHING_LABELS[spec]
+    k = fmt(r.get("smoothing"), 3)
+    return f"k={k} (tuned)" if spec == "auto" else f"k={k}"
+
+
+def order_table(records: list[dict]) -> str | None:
+    """Dev and test NLL by order (rows) and model (columns), the best dev NLL of each order in bold.
+
+    Shown when a run has several smoothing methods or methods: how far counting goes before a
+    neural net is needed."""
+    ok = [r for r in records if r.get("status") == "ok" and r.get("dev_nll") is not None]
+    labels = list(dict.fromkeys(label_of(r) for r in ok))
+    if len(labels) < 2:
+        return None
+    rows = []
+    for order in sorted({r["order"] for r in ok}):
+        here = [r for r in ok if r["order"] == order]
+        finite = [r["dev_nll"] for r in here if math.isfinite(r["dev_nll"])]
+        best = min(finite) if finite else None
+        row = {"order": order}
+        for label in labels:
+            match = [r for r in here if label_of(r) == label]
+            if not match:
+                row[label] = "—"
+                continue
+            r = match[0]
+            cell = f"{fmt(r['dev_nll'])} / {fmt(r['test_nll'])}"
+            row[label] = f"**{cell}**" if r["dev_nll"] == best else cell
+        rows.append(row)
+    return pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True)
 
 
 def label_of(r: dict) -> str:
