@@ -165,6 +165,10 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     from harness.bench_counting import add_counting_arguments
 
     add_counting_arguments(p)
+    p.add_argument("--static", action="store_true",
+                   help="compile every Triton kernel configuration for GPUs and report registers, spills, occupancy "
+                        "and load widths (no GPU needed, nothing timed)")
+    p.add_argument("--arch", default="sm_80,sm_90", help="with --static: architectures, comma separated (default %(default)s)")
 
 
 def _split_list(values: list[str] | None) -> list[str]:
@@ -1051,6 +1055,14 @@ def bench_main(args: argparse.Namespace) -> int:
     import shlex
     import sys
 
+    if getattr(args, "static", False):
+        from pathlib import Path
+
+        from harness.static_report import parse_archs, static_main
+
+        archs = parse_archs(args.arch)
+        out = Path(args.out) if args.out else Path("reports") / ("static-" + "-".join(archs))
+        return static_main(archs, out, log=lambda line: print(line, flush=True))
     if getattr(args, "counting", False):
         from harness.bench_counting import counting_main
 

@@ -135,3 +135,10 @@ def test_report_renders_from_the_csv(rows, tmp_path):
     assert f"The launcher picks **{triton_ce.SMALL_V_TILING}**" in text
     for arch in ARCHS:
         assert f"## `_ce_loop_kernel` on {arch}" in text and f"| {arch} | 65536 |" in text
+
+
+def test_bench_static_flag_rejects_an_unknown_arch(capsys):
+    from harness.cli import main
+
+    assert main(["bench", "--static", "--arch", "sm_99"]) == 2
+    assert "sm_99" in capsys.readouterr().err
