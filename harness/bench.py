@@ -156,8 +156,9 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
                    help="loss and/or train (default loss,train; loss with --quick)")
     p.add_argument("--corpus", default=_DEFAULTS.corpus,
                    help="training benchmark corpus: built-in name or file path (default %(default)s)")
-    p.add_argument("--orders", nargs="+", default=[",".join(map(str, _DEFAULTS.orders))], metavar="ORDER",
-                   help="training benchmark n-gram orders (default %(default)s)")
+    p.add_argument("--orders", nargs="+", default=None, metavar="ORDER",
+                   help=f"training benchmark n-gram orders (default {','.join(map(str, _DEFAULTS.orders))}; "
+                        "with --counting 2,3,4,5)")
     p.add_argument("--train-steps", type=int, default=_DEFAULTS.train_steps,
                    help="training benchmark: full-batch steps per timed fit (default %(default)s)")
     p.add_argument("--train-repeats", type=int, default=_DEFAULTS.train_repeats,
@@ -269,7 +270,7 @@ def make_bench_config(args: argparse.Namespace) -> BenchConfig:
     bad = [x for x in suites if x not in SUITES]
     if bad or not suites:
         raise HarnessError(f"--suite: unknown {', '.join(bad) or '(none given)'}; choose among {', '.join(SUITES)}")
-    orders = tuple(dict.fromkeys(_parse_size(x, "--orders") for x in _split_list(args.orders)))
+    orders = tuple(dict.fromkeys(_parse_size(x, "--orders") for x in (_split_list(args.orders) or map(str, _DEFAULTS.orders))))
     if not orders or any(o < 2 or o > 4 for o in orders):
         raise HarnessError(f"--orders: the training benchmark takes orders 2 to 4 (a table of V^(n-1) rows), got {args.orders}")
     if args.train_steps < 1:
@@ -1066,7 +1067,7 @@ def bench_main(args: argparse.Namespace) -> int:
     if getattr(args, "counting", False):
         from harness.bench_counting import counting_main
 
-        return counting_main(args, ",".join(map(str, _DEFAULTS.orders)))
+        return counting_main(args)
     config = make_bench_config(args)
     config.out_dir.mkdir(parents=True, exist_ok=True)
     device = torch.device(config.device)

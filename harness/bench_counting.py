@@ -287,7 +287,7 @@ def _rate(x: float) -> str:
     return f"{x / 1e9:.2f} G/s" if x >= 1e9 else (f"{x / 1e6:.1f} M/s" if x >= 1e6 else f"{x / 1e3:.0f} K/s")
 
 
-def counting_main(args: argparse.Namespace, default_orders_text: str) -> int:
+def counting_main(args: argparse.Namespace) -> int:
     """`bench --counting`: measure, merge into counting.csv, render counting.md."""
     import re
     import shlex
@@ -296,8 +296,8 @@ def counting_main(args: argparse.Namespace, default_orders_text: str) -> int:
     from harness.bench import device_kind, resolve_device
 
     device = resolve_device(args.device)
-    given = ",".join(args.orders)
-    if given == default_orders_text:
+    given = ",".join(args.orders or [])
+    if not given:
         orders = QUICK_ORDERS if args.quick else DEFAULT_ORDERS
     else:
         try:
