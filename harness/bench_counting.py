@@ -265,7 +265,7 @@ def render_markdown(csv_path: Path, commands: list[str] | None = None) -> str:
         measured = group[group["method"] != "expand"].copy()
         measured["order"] = measured["order"].astype(int)
         cells = measured.assign(cell=[("—" if r.chars_per_s != r.chars_per_s else
-                                       f"{_rate(r.chars_per_s)} ({r.speedup_vs_lecture:.1f}×)")
+                                       f"{_rate(r.chars_per_s)} ({r.speedup_vs_lecture:.{1 if r.speedup_vs_lecture >= 1 else 3}f}×)")
                                       for r in measured.itertuples()])
         table = cells.pivot_table(index="order", columns="method", values="cell", aggfunc="first")
         table = table[[m for m in METHODS if m in table.columns]]
