@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import shlex
 import sys
 from pathlib import Path
 
 import torch
 
+from harness import distributed
 from harness.config import DEFAULTS, load_grid_file, make_run_config, parse_smoothing, resolve_device, validate_order
 from harness.corpus import builtin_corpora, load_corpus, ssa_names
 from harness.errors import HarnessError
@@ -103,15 +105,23 @@ def cmd_run(args) -> int:
         values = load_grid_file(args.config) if args.config else {}
         cfg = make_run_config({**values, **flags})
         out = Path(args.out) if args.out else Path("reports") / dt.datetime.now(dt.timezone.utc).strftime("run-%Y%m%d-%H%M%S")
-    resolve_device(cfg.device)  # fail on a bad device before any work
-    progress = Progress(quiet=args.quiet)
-    command = "python -m harness " + shlex.join(sys.argv[1:])
+    device = resolve_device(cfg.device)  # fail on a bad device before any work
+    launcher = "python -m harness"
+    if distributed.launched():  # started by torchrun: join its process group; rank 0 alone prints and writes
+        device = distributed.init(device)
+        launcher = f"torchrun --nproc_per_node={os.environ.get('LOCAL_WORLD_SIZE', '?')} -m harness"
+    main_rank = distributed.is_main()
+    progress = Progress(quiet=args.quiet or not main_rank)
+    command = f"{launcher} " + shlex.join(sys.argv[1:])
     try:
-        results = run_grid(cfg, out, progress, command, previous)
+        results = run_grid(cfg, out, progress, command, previous, device)
     except KeyboardInterrupt:
-        print(f"interrupted: finished configurations are in {out}; finish with: python -m harness run --resume {out}", file=sys.stderr)
+        if main_rank:
+            print(f"interrupted: finished configurations are in {out}; finish with: {launcher} run --resume {out}", file=sys.stderr)
         return 130
-    if not args.quiet:
+    finally:
+        distributed.teardown()
+    if not args.quiet and main_rank:
         print()
         print(loss_table(results["results"]))
         print(f"\nreport: {out / 'report.md'}")

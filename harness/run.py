@@ -9,12 +9,13 @@ from pathlib import Path
 import torch
 
 import kernels
-from harness import report
+from harness import distributed, report
 from harness.config import RunConfig, grid_toml, resolve_device, smoothing_k
 from harness.corpus import Corpus, expand_corpus, load_corpus
 from harness.env import environment
 from harness.evaluate import mean_nll, perplexity
-from harness.ngrams import Windows, count, windows_for
+from harness.models import dense_table_fits
+from harness.ngrams import Windows, WindowStream, count, windows_for
 from harness.memory import memory_budget, parse_bytes
 from harness.progress import Progress
 from harness.sampling import sample_batched
@@ -111,8 +112,18 @@ class Runner:
     def win(self, order: int, split: str) -> Windows:
         if (order, split) not in self._windows:
             budget = memory_budget(self.device, parse_bytes(self.cfg.max_memory))
-            self._windows[(order, split)] = windows_for(self.rows(split, budget), order, budget)
+            win = windows_for(self.rows(split, budget), order, budget)
+            if isinstance(win, WindowStream) and distributed.world_size() > 1:
+                win = distributed.summed_stream(win)  # its counts: a shard of rows per rank, summed
+            self._windows[(order, split)] = win
         return self._windows[(order, split)]
+
+    def counter(self, win):
+        """How `fit_count` counts training windows: a shard per rank, summed, under torchrun (a stream
+        sums its own counts); None (plain `count`) in one process or where the table is sparse."""
+        if distributed.world_size() > 1 and isinstance(win, Windows) and dense_table_fits(win.vocab_size, win.order):
+            return distributed.summed_counts
+        return None
 
     def count_fit(self, order: int, spec: str) -> FitResult:
         """The count model of an order and smoothing spec, fitted once per run."""
@@ -126,7 +137,7 @@ class Runner:
                 model, tuning = fit_smoothed(spec, train, dev)
                 fit = FitResult(model, time.perf_counter() - start, tuning)
             else:
-                fit = fit_count(train, dev, smoothing_k(spec), self.cfg.k_grid)
+                fit = fit_count(train, dev, smoothing_k(spec), self.cfg.k_grid, self.counter(train))
             self._count_fits[(order, spec)] = fit
         return self._count_fits[(order, spec)]
 
@@ -203,15 +214,19 @@ def new_results(cfg: RunConfig, runner: Runner, command: str) -> dict:
     }
 
 
-def run_grid(cfg: RunConfig, out_dir: Path, progress: Progress, command: str, previous: dict | None = None) -> dict:
+def run_grid(cfg: RunConfig, out_dir: Path, progress: Progress, command: str, previous: dict | None = None,
+             device: torch.device | None = None) -> dict:
     """Run every configuration of `cfg`, writing the results after each one; return the results.
 
     With `previous` (the results.json of an interrupted run with the same grid) the
     configurations that finished there are kept and only the rest run. A configuration that
     raises is recorded with its error and the others still run; Ctrl-C records the
     interrupted configuration as such and re-raises, with every finished one already on disk.
+    `device` is this rank's under torchrun (default: cfg.device); every rank runs the grid, and
+    only rank 0 writes files (its `progress` is the only one not quiet).
     """
-    device = resolve_device(cfg.device)
+    device = device or resolve_device(cfg.device)
+    writes = distributed.is_main()
     runner = Runner(cfg, device)
     corpus = runner.corpus
     progress.line(f"corpus {corpus.name}: {corpus.num_items():,} items ({corpus.num_unique:,} unique), "
@@ -225,15 +240,19 @@ def run_grid(cfg: RunConfig, out_dir: Path, progress: Progress, command: str, pr
         done = {r["key"]: r for r in previous["results"] if r.get("status") in ("ok", "skipped")}
     if corpus.vocab.size <= report.HEATMAP_MAX_V:
         results["run"]["bigram_counts"] = count(runner.win(2, "train")).long().tolist()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    results["run"]["split_files"] = write_split(out_dir, runner.splits)
-    (out_dir / "grid.toml").write_text(grid_toml(cfg), encoding="utf-8")
+    if distributed.world_size() > 1:
+        results["run"]["world_size"] = distributed.world_size()
+    if writes:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        results["run"]["split_files"] = write_split(out_dir, runner.splits)
+        (out_dir / "grid.toml").write_text(grid_toml(cfg), encoding="utf-8")
     grid = grid_of(cfg)
     records = {}
 
     def save():
         results["results"] = [records[config_key(p)] for p in grid if config_key(p) in records]
-        report.write_run(out_dir, results)
+        if writes:
+            report.write_run(out_dir, results)
 
     with progress.bar(len(grid), "configurations") as advance:
         for i, point in enumerate(grid, 1):
@@ -260,7 +279,8 @@ def run_grid(cfg: RunConfig, out_dir: Path, progress: Progress, command: str, pr
             save()
             progress.line(f"[{i}/{len(grid)}] {describe(record)}")
             advance()
-    report.write_run(out_dir, results, figures=True)
+    if writes:
+        report.write_run(out_dir, results, figures=True)
     return results
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 
 import kernels
+from harness import distributed
 from harness.errors import HarnessError
 from harness.evaluate import mean_nll
 from harness.models import CountModel, GradientModel, fit_add_k, log_prob_source
@@ -22,14 +23,17 @@ class FitResult:
     tuning: list[dict]  # [{"k": k, "dev_nll": nll}, ...] when k was tuned, else []
 
 
-def fit_count(train: Windows, dev: Windows | None, k: float | None, k_grid) -> FitResult:
+def fit_count(train: Windows, dev: Windows | None, k: float | None, k_grid, counter=None) -> FitResult:
     """Count the training windows once; with k None pick k from `k_grid` by dev NLL (exercise E03).
 
     Ties go to the smaller k. The test split is never looked at here. Windows may be a
     WindowStream (counted in chunks); the model is sparse where a dense table is past the budget.
+    `counter(train)`, when given, counts the windows into a dense table instead of `count`
+    (under torchrun: a shard per rank, summed, `distributed.summed_counts`).
     """
     start = time.perf_counter()
-    model = fit_add_k(train, k if k is not None else 0.0)
+    k0 = k if k is not None else 0.0
+    model = fit_add_k(train, k0) if counter is None else CountModel(train.order, train.vocab_size, counter(train), k0)
     tuning = []
     if k is None:
         best = None
@@ -84,6 +88,10 @@ def fit_gradient(train: Windows, settings: GradientSettings, device, progress=No
     Full batch by default (the lecture's W -= lr * grad); with batch_size > 0 each step draws
     a minibatch of rows with a generator seeded from `settings.seed`, with probability
     proportional to each row's weight, and weighs them equally.
+
+    Under torchrun the tables train with DistributedDataParallel: each rank scores its part of
+    the batch (the full batch's windows, or every rank's same minibatch draw) and the averaged
+    gradient and the logged loss are the full batch's (`distributed.batch_part`).
     """
     if settings.input == "counts" and (settings.additive or settings.batch_size):
         raise HarnessError("--input counts (sufficient statistics) needs a full-batch, non-additive table model")
@@ -94,15 +102,25 @@ def fit_gradient(train: Windows, settings: GradientSettings, device, progress=No
     if settings.input == "counts":
         counts = target_counts(context, target, train.num_contexts, train.vocab_size, weight)
     sampler = torch.Generator(device=device).manual_seed(settings.seed) if settings.batch_size else None
+
+    def loss_of(context, target, weight, counts=None):
+        return data_loss(model, context, target, weight, settings, counts)
+
+    # the counts path is already O(table) per step: every rank computes it whole (part = all, scale 1)
+    part, scale = (slice(None), 1.0) if counts is not None else distributed.batch_part(len(target), weight)
+    if distributed.world_size() > 1:
+        model.tables, loss_of = distributed.data_parallel(model.tables, loss_of, torch.device(device))
     losses = []
     _sync(device)
     start = time.perf_counter()
     for step in range(settings.steps):
         if sampler is not None:
             rows = torch.multinomial(weight, settings.batch_size, replacement=True, generator=sampler)
-            loss = data_loss(model, context[rows], target[rows], None, settings)
+            rows_part, rows_scale = distributed.batch_part(len(rows))  # every rank drew the same rows
+            rows = rows[rows_part]
+            loss = loss_of(context[rows], target[rows], None) * rows_scale
         else:
-            loss = data_loss(model, context, target, weight, settings, counts)
+            loss = loss_of(context[part], target[part], weight[part], counts) * scale
         if settings.reg:
             loss = loss + settings.reg * model.regulariser()
         for W in model.parameters():
@@ -111,7 +129,7 @@ def fit_gradient(train: Windows, settings: GradientSettings, device, progress=No
         with torch.no_grad():
             for W in model.parameters():
                 W -= settings.lr * W.grad
-        losses.append(loss.item())
+        losses.append(distributed.mean_over_ranks(loss.detach()))
         if not math.isfinite(losses[-1]):
             raise HarnessError(
                 f"training diverged at step {step + 1} (loss {losses[-1]}); lower --lr (now {settings.lr:g})"
