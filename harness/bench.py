@@ -158,7 +158,7 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
                    help="training benchmark corpus: built-in name or file path (default %(default)s)")
     p.add_argument("--orders", nargs="+", default=None, metavar="ORDER",
                    help=f"training benchmark n-gram orders (default {','.join(map(str, _DEFAULTS.orders))}; "
-                        "with --counting 2,3,4,5)")
+                        "with --counting 2,3,4,5; with --smoothing 2,3,4)")
     p.add_argument("--train-steps", type=int, default=_DEFAULTS.train_steps,
                    help="training benchmark: full-batch steps per timed fit (default %(default)s)")
     p.add_argument("--train-repeats", type=int, default=_DEFAULTS.train_repeats,
@@ -166,6 +166,9 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     from harness.bench_counting import add_counting_arguments
 
     add_counting_arguments(p)
+    from harness.bench_smoothing import add_smoothing_arguments
+
+    add_smoothing_arguments(p)
     p.add_argument("--static", action="store_true",
                    help="compile every Triton kernel configuration for GPUs and report registers, spills, occupancy "
                         "and load widths (no GPU needed, nothing timed)")
@@ -1068,6 +1071,10 @@ def bench_main(args: argparse.Namespace) -> int:
         from harness.bench_counting import counting_main
 
         return counting_main(args)
+    if getattr(args, "smoothing", False):
+        from harness.bench_smoothing import smoothing_main
+
+        return smoothing_main(args)
     config = make_bench_config(args)
     config.out_dir.mkdir(parents=True, exist_ok=True)
     device = torch.device(config.device)
