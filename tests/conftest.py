@@ -10,6 +10,13 @@ import torch
 if not torch.cuda.is_available():
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
+# The tests check results, not speed. One intra-op thread keeps the many small tensor ops of a
+# test from stalling while torch's threads wait on each other on a busy 2-core machine (a
+# trigram training test took 30 s with two threads under load, 1.4 s with one); subprocesses
+# started by tests inherit the same setting.
+torch.set_num_threads(1)
+os.environ["OMP_NUM_THREADS"] = "1"
+
 REPO = Path(__file__).resolve().parent.parent
 
 

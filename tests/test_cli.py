@@ -25,6 +25,20 @@ def assert_clean_error(proc, *fragments):
         assert fragment in lines[0]
 
 
+def assert_clean_error_in_process(capsys, args, *fragments):
+    """The same contract through harness.cli.main in this process (no interpreter start-up per case)."""
+    from harness.cli import main
+
+    capsys.readouterr()
+    code = main(list(args))
+    err = capsys.readouterr().err
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
 def test_score_reproduces_the_lecture(names_path):
     proc = harness("score", "--corpus", str(names_path), "--order", "2", "--smoothing", "1", "andrej", "andrejq")
     assert proc.returncode == 0, proc.stderr
@@ -81,21 +95,26 @@ def test_default_run_writes_the_report(tmp_path):
     (["score", "--corpus", "ssa", "andré"], ["'é'", "vocabulary"]),
     (["sample", "--order", "-2"], ["order -2"]),
 ])
-def test_bad_input_is_one_line_exit_2(args, fragments):
+def test_bad_input_is_one_line_exit_2(capsys, args, fragments):
     if "cuda" in args and __import__("torch").cuda.is_available():
         pytest.skip("this machine has CUDA")
-    assert_clean_error(harness(*args), *fragments)
+    assert_clean_error_in_process(capsys, args, *fragments)
+
+
+def test_bad_input_through_a_real_process():
+    """One case end to end through `python -m harness`: stderr is one line, exit status 2."""
+    assert_clean_error(harness("run", "--corpus", "nosuch"), "unknown corpus")
 
 
 @pytest.mark.parametrize("content", [b"", b"\n\n", b"\xff\xfe\xfa", b"\x00\x01\x02"])
-def test_bad_corpus_files(tmp_path, content):
+def test_bad_corpus_files(tmp_path, capsys, content):
     path = tmp_path / "corpus.txt"
     path.write_bytes(content)
-    assert_clean_error(harness("run", "--corpus", str(path)), str(path))
+    assert_clean_error_in_process(capsys, ["run", "--corpus", str(path)], str(path))
 
 
-def test_missing_corpus_file(tmp_path):
-    assert_clean_error(harness("run", "--corpus", str(tmp_path / "missing.txt")), "does not exist")
+def test_missing_corpus_file(tmp_path, capsys):
+    assert_clean_error_in_process(capsys, ["run", "--corpus", str(tmp_path / "missing.txt")], "does not exist")
 
 
 def test_run_gradient_lists_unavailable_backends_as_skipped(names_path, tmp_path):
