@@ -264,7 +264,7 @@ fitted on `padded_everygram_pipeline`. They differ in definition, not only in sp
    which is never predicted, gets unigram mass because it follows `<s>`. At order >= 3 its
    lower-order weight counts `<s>` among the followers of `<s>` although no continuation count backs
    it, so P(. | `<s>`...`<s>`) sums to a little more than 1 (1.04 on 13 names with d = 0.75; on a
-   real corpus the top order's small weight leaves about 1e-6: the sums are in the notes of the
+   real corpus the top order's small weight leaves far less: the sums are in the notes of the
    `nltk-kn` fit rows). Its vocabulary holds `<s>`, `</s>` and `<UNK>` beside the characters. Ours has one boundary
    token `.` for start and end, predicts the end once, and by default (padding="single") counts as
    KenLM does with one `<s>`: an n-gram starting with one boundary keeps its raw count (a name's start
