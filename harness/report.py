@@ -76,7 +76,8 @@ def render_report(results: dict) -> str:
         f"- command: `{run['command']}`",
         f"- git commit: {env['git_commit']}",
         f"- machine: {env['machine']} (host {env['hostname']})",
-        f"- device: {env['device']} — {env['device_name']}",
+        f"- device: {env['device']} — {env['device_name']}"
+        + (f"; {run['world_size']} ranks (torchrun)" if run.get("world_size", 1) > 1 else ""),
         f"- python {env['python']}, torch {env['torch']}, triton {env['triton']}",
         "",
         "## Corpus",
