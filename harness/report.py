@@ -44,9 +44,7 @@ def loss_table(records: list[dict]) -> str:
             row["loss"] = r.get("loss") or "—"
         row["smoothing / reg"] = smoothing_cell(r)
         if r.get("status", "ok") != "ok":
-            row["train NLL"] = f"{r['status']}: {r.get('error', '')}"
-            rows.append(row)
-            continue
+            continue  # listed under the table by not_run_lines, so one long reason does not widen every row
         row.update({
             "train NLL": fmt(r.get("train_nll")),
             "dev NLL": fmt(r.get("dev_nll")),
@@ -61,7 +59,23 @@ def loss_table(records: list[dict]) -> str:
         if best is not None and r.get(key) == best:
             row[bold_col] = f"**{row[bold_col]}**"
         rows.append(row)
+    if not rows:
+        return "(no configuration finished)"
     return pd.DataFrame(rows).fillna("").to_markdown(index=False, disable_numparse=True)
+
+
+def not_run_lines(records: list[dict]) -> list[str]:
+    """One bullet per reason a configuration did not finish (skipped, failed, interrupted), naming them."""
+    reasons: dict[tuple[str, str], list[str]] = {}
+    for r in records:
+        if r.get("status", "ok") != "ok":
+            what = f"order {r['order']} {r['method']}" + (f" {r['loss']}" if r.get("loss") else "")
+            if r.get("reg") is not None:
+                what += f" reg {r['reg']:g}"
+            elif r.get("smoothing_spec"):
+                what += f" smoothing {r['smoothing_spec']}"
+            reasons.setdefault((r["status"], r.get("error", "")), []).append(what)
+    return [f"- **{status}**: {', '.join(which)} — {error}" for (status, error), which in reasons.items()]
 
 
 def render_report(results: dict) -> str:
@@ -103,7 +117,10 @@ def render_report(results: dict) -> str:
     if split_files:
         lines += ["The split files (one item per line; weights as CSV for weighted corpora) let another toolkit "
                   "run on exactly this data.", ""]
-    lines += ["## Loss (mean NLL, nats per character)", "", loss_table(results["results"]) if results["results"] else "(no configuration finished)", ""]
+    lines += ["## Loss (mean NLL, nats per character)", "", loss_table(results["results"]), ""]
+    not_run = not_run_lines(results["results"])
+    if not_run:
+        lines += ["Not run to the end:", "", *not_run, ""]
     figs = figure_specs(results)
     by_order = order_table(results["results"])
     if by_order:
@@ -174,16 +191,14 @@ def agreement_table(records: list[dict]) -> str | None:
 def timing_table(records: list[dict]) -> str | None:
     """Loss backends side by side: fit seconds, steps per second, speed-up over the torch backend."""
     grads = [r for r in records if r["method"] == "gradient"]
-    if not grads:
+    if not any(r.get("status") == "ok" for r in grads):
         return None
     torch_sps = {(r["order"], r.get("reg")): r["steps_per_second"] for r in grads
                  if r.get("loss") == "torch" and r.get("status") == "ok"}
     rows = []
     for r in grads:
         if r.get("status") != "ok":
-            rows.append({"order": r["order"], "loss": r["loss"], "reg": fmt(r.get("reg"), 4), "fit s": "—",
-                         "steps/s": "—", "vs torch": f"{r.get('status')}: {r.get('error', '')}"})
-            continue
+            continue  # listed under the loss table
         base = torch_sps.get((r["order"], r.get("reg")))
         rows.append({"order": r["order"], "loss": r["loss"], "reg": fmt(r.get("reg"), 4), "fit s": fmt(r["fit_seconds"], 3),
                      "steps/s": fmt(r["steps_per_second"], 1),
