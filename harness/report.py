@@ -256,8 +256,8 @@ def figure_specs(results: dict) -> dict[str, tuple]:
         chosen = {k: min(v, key=lambda p: p[1] if math.isfinite(p[1]) else math.inf)[0] for k, v in reg_curves.items()}
         specs["tuning_reg.png"] = ("tuning_plot", (reg_curves, "lambda"),
                                    {"chosen": chosen, "title": f"Gradient models: {key.split('_')[0]} NLL against lambda"})
-    curves = {f"order {r['order']}, {r['loss']}, reg {r['reg']:g}": r["train_losses"] for r in records
-              if r["method"] == "gradient" and r.get("train_losses")}
+    curves = merge_equal({f"order {r['order']}, {r['loss']}, reg {r['reg']:g}": r["train_losses"] for r in records
+                          if r["method"] == "gradient" and r.get("train_losses")})
     if curves:
         reference = {}
         for r in records:  # the first count model of each order
@@ -266,7 +266,12 @@ def figure_specs(results: dict) -> dict[str, tuple]:
         specs["loss_curves.png"] = ("loss_curves", (curves,), {"reference": reference, "title": "Gradient models: training loss (data + reg) per step"})
     orders = {r["order"] for r in records}
     if len(orders) > 1 and key == "dev_nll":
-        rows = [{"order": r["order"], "label": label_of(r), "dev_nll": r["dev_nll"]} for r in records]
+        by_label: dict[str, dict] = {}
+        for r in records:
+            by_label.setdefault(label_of(r), {})[r["order"]] = r["dev_nll"]
+        lines_by_label = merge_equal({label: [v.get(o, math.nan) for o in sorted(orders)] for label, v in by_label.items()})
+        rows = [{"order": o, "label": label, "dev_nll": values[i]}
+                for label, values in lines_by_label.items() for i, o in enumerate(sorted(orders)) if not math.isnan(values[i])]
         specs["nll_by_order.png"] = ("nll_by_order", (rows,), {"title": "Dev NLL by order"})
     return specs
 
@@ -310,6 +315,22 @@ def order_table(records: list[dict]) -> str | None:
             row[label] = f"**{cell}**" if r["dev_nll"] == best else cell
         rows.append(row)
     return pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True)
+
+
+def merge_equal(curves: dict[str, list[float]], rel: float = 1e-4) -> dict[str, list[float]]:
+    """One line for curves that agree everywhere (e.g. the same model through two loss backends),
+    labelled with every name joined by ' = ', so a figure does not draw a line on top of another."""
+    merged: list[tuple[list[str], list[float]]] = []
+    for label, values in curves.items():
+        for labels, other in merged:
+            if len(other) == len(values) and all(
+                    a == b or (math.isfinite(a) and math.isfinite(b) and abs(a - b) <= rel * max(abs(a), abs(b)))
+                    for a, b in zip(values, other)):
+                labels.append(label)
+                break
+        else:
+            merged.append(([label], values))
+    return {" = ".join(labels): values for labels, values in merged}
 
 
 def label_of(r: dict) -> str:
