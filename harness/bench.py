@@ -30,6 +30,7 @@ import torch.nn.functional as F
 
 import kernels
 from harness.env import environment
+from harness.config import resolve_device  # noqa: F401 - also used by the other bench suites
 from harness.errors import HarnessError
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -191,21 +192,6 @@ def _parse_size(text: str, option: str) -> int:
     if value < 1:
         raise HarnessError(f"{option}: sizes must be >= 1, got {value}")
     return value
-
-
-def resolve_device(name: str) -> torch.device:
-    """auto -> cuda when CUDA is available, else cpu; an unavailable cuda is the user's mistake."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise HarnessError(f"--device: {name!r} is not a device; use auto, cpu or cuda") from None
-    if device.type not in ("cpu", "cuda"):
-        raise HarnessError(f"--device: {name!r} is not supported; use auto, cpu or cuda")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise HarnessError("--device cuda: this machine has no CUDA device (torch.cuda.is_available() is False); use --device cpu")
-    return device
 
 
 def device_kind(device: torch.device) -> str:
