@@ -187,8 +187,8 @@ class Runner:
                                     additive=cfg.additive, seed=cfg.seed)
         fit = fit_gradient(self.win(order, "train"), settings, self.device, progress=progress)
         log_probs = fit.model.log_probs()
-        record.update(fit_seconds=fit.fit_seconds, steps_per_second=fit.steps_per_second,
-                      train_losses=fit.losses)
+        record.update(fit_seconds=fit.fit_seconds, compile_seconds=fit.compile_seconds,
+                      steps_per_second=fit.steps_per_second, train_losses=fit.losses)
         record.update(self.losses_of(log_probs, order))
         count = self.reference_count_fit(order)
         count_losses = self.losses_of(count.model.log_probs(), order)
