@@ -39,7 +39,9 @@ def add_run_parser(sub) -> None:
     p.add_argument("--methods", help=f"count, gradient or count,gradient (default {','.join(d.methods)})")
     p.add_argument("--smoothing", help="count models, one configuration each: auto (add-k, k tuned on dev), a number k >= 0, "
                    f"kn (modified Kneser-Ney), wb (Witten-Bell), interp (add-k orders interpolated) (default {','.join(d.smoothing)})")
-    p.add_argument("--split", help=f"seeded (80/10/10 by unique item) or none (default {d.split})")
+    p.add_argument("--split", help=f"seeded (80/10/10 by unique item), none, or files:TRAIN,DEV,TEST (default {d.split})")
+    p.add_argument("--k-grid", dest="k_grid", help="add-k values tried by --smoothing auto, comma separated "
+                   f"(default {','.join(f'{k:g}' for k in d.k_grid)})")
     p.add_argument("--seed", help=f"seed of the split, initialisation and sampling (default {d.seed})")
     p.add_argument("--samples", help=f"names sampled per configuration (default {d.samples})")
     p.add_argument("--device", help=f"auto, cpu or cuda (default {d.device})")
@@ -58,7 +60,7 @@ def add_run_parser(sub) -> None:
 
 
 RUN_KEYS = ("corpus", "orders", "methods", "smoothing", "split", "seed", "samples", "device", "losses", "steps",
-            "lr", "regs", "batch_size", "input", "additive", "casefold", "min_char_count", "expand", "max_memory")
+            "lr", "regs", "batch_size", "input", "additive", "k_grid", "casefold", "min_char_count", "expand", "max_memory")
 
 
 def add_corpus_options(p, run: bool = False) -> None:
@@ -125,6 +127,12 @@ def cmd_run(args) -> int:
         print()
         print(loss_table(results["results"]))
         print(f"\nreport: {out / 'report.md'}")
+    failed = [r for r in results["results"] if r.get("status") == "failed"]
+    if failed:
+        if main_rank:
+            print(f"error: {len(failed)} of {len(results['results'])} configurations failed "
+                  f"(first: {failed[0].get('error')}); the others are in {out / 'report.md'}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -222,6 +230,8 @@ def cmd_score(args) -> int:
         raise HarnessError("--per-item writes the items of --file; give --file FILE too")
     corpus, log_probs, _ = fit_full(args)
     for word in args.words:
+        if not word.strip():
+            raise HarnessError("score got an empty word; give words of at least one character")
         corpus.vocab.encode(word)  # a character outside the vocabulary is a clear error
     for word in args.words:
         w = windows(pack(word, [word], None, corpus.device, vocab=corpus.vocab), args.order)
@@ -234,6 +244,8 @@ def cmd_score(args) -> int:
         nll = mean_nll(log_probs, w)
         print(f"  mean NLL {nll:.6f} nats/char over {len(lp)} predictions")
     if args.file:
+        if not Path(args.file).is_file():
+            raise HarnessError(f"--file {args.file!r} does not exist; give a text file, one item per line")
         items, copies = unique_with_counts(read_items(Path(args.file)))
         for item in items:
             corpus.vocab.encode(item)
@@ -322,4 +334,7 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `... | head`: the reader left; nothing to report
+        sys.stderr.close()
+        return 0
     raise AssertionError(f"unhandled command {args.command}")

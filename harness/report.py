@@ -140,6 +140,11 @@ def render_report(results: dict) -> str:
             rows.append(row)
         lines += [f"Dev NLL for each k on the grid {ks}; the chosen k in bold. Test is evaluated once, with it.", "",
                   pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True), ""]
+        at_edge = [r for r in tuned if r["smoothing"] == max(t["k"] for t in r["tuning"])
+                   or (r["smoothing"] == min(t["k"] for t in r["tuning"] if t["k"] > 0))]
+        for r in at_edge:
+            lines += [f"**Note:** order {r['order']} chose k = {r['smoothing']:g}, at the edge of the grid: the best k may lie "
+                      "beyond it; widen the grid (`--k-grid` or `k_grid`).", ""]
         if "tuning_k.png" in figs:
             lines += ["![dev NLL against k](tuning_k.png)", ""]
     if "tuning_reg.png" in figs:
@@ -224,11 +229,14 @@ def compare_runs(a: dict, b: dict, name_a: str, name_b: str) -> str:
         row["same samples"] = "yes" if other.get("samples") == r.get("samples") else "no"
         rows.append(row)
     only_a = sorted(set(by_key) - {r.get("key") for r in b["results"]})
+    only_b = sorted({r.get("key") for r in b["results"] if r.get("status") == "ok"} - set(by_key))
     lines = [f"# Compare runs: B − A", "", f"- A: `{name_a}` ({a['run']['corpus']['name']}, {a['run']['environment']['device_name']}, commit {a['run']['environment']['git_commit']})",
              f"- B: `{name_b}` ({b['run']['corpus']['name']}, {b['run']['environment']['device_name']}, commit {b['run']['environment']['git_commit']})", ""]
     lines.append(pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True) if rows else "No configuration finished in both runs.")
     if only_a:
         lines += ["", "Only in A: " + ", ".join(f"`{k}`" for k in only_a)]
+    if only_b:
+        lines += ["", "Only in B: " + ", ".join(f"`{k}`" for k in only_b)]
     return "\n".join(lines) + "\n"
 
 

@@ -142,9 +142,12 @@ class Runner:
         return self._count_fits[(order, spec)]
 
     def reference_count_fit(self, order: int) -> FitResult:
-        """The count model a gradient model is compared with: the run's first add-k smoothing, else auto."""
+        """The count model a gradient model is compared with: the run's first add-k smoothing (auto when
+        none is given); without a dev split to tune on, auto becomes the lecture's k = 1."""
         add_k = [s for s in self.cfg.smoothing if s not in ("kn", "wb", "interp")]
-        spec = add_k[0] if add_k else ("auto" if "dev" in self.splits else "1.0")
+        spec = add_k[0] if add_k else "auto"
+        if spec == "auto" and "dev" not in self.splits:
+            spec = "1.0"
         return self.count_fit(order, spec)
 
     def losses_of(self, log_probs: torch.Tensor, order: int) -> dict:
@@ -236,7 +239,7 @@ def run_grid(cfg: RunConfig, out_dir: Path, progress: Progress, command: str, pr
     if previous is not None:
         results["run"]["started"] = previous["run"]["started"]
         results["run"]["command"] = previous["run"]["command"]
-        results["run"]["resumed"] = results["run"].get("resumed", []) + [dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")]
+        results["run"]["resumed"] = previous["run"].get("resumed", []) + [dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")]
         done = {r["key"]: r for r in previous["results"] if r.get("status") in ("ok", "skipped")}
     if corpus.vocab.size <= report.HEATMAP_MAX_V:
         results["run"]["bigram_counts"] = count(runner.win(2, "train")).long().tolist()
@@ -259,6 +262,7 @@ def run_grid(cfg: RunConfig, out_dir: Path, progress: Progress, command: str, pr
             key = config_key(point)
             if key in done:
                 records[key] = done[key]
+                save()  # kept configurations are results too, wherever they sit in the grid
                 progress.line(f"[{i}/{len(grid)}] {describe(done[key])} (kept from the interrupted run)")
                 advance()
                 continue
@@ -279,6 +283,7 @@ def run_grid(cfg: RunConfig, out_dir: Path, progress: Progress, command: str, pr
             save()
             progress.line(f"[{i}/{len(grid)}] {describe(record)}")
             advance()
+    save()
     if writes:
         report.write_run(out_dir, results, figures=True)
     return results

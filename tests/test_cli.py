@@ -94,6 +94,9 @@ def test_default_run_writes_the_report(tmp_path):
     (["run", "--split", "none"], ["--smoothing", "auto"]),
     (["score", "--corpus", "ssa", "andré"], ["'é'", "vocabulary"]),
     (["sample", "--order", "-2"], ["order -2"]),
+    (["score", "--corpus", "ssa", ""], ["empty word"]),
+    (["score", "--corpus", "ssa", "--file", "no/such/file.txt"], ["--file", "does not exist"]),
+    (["run", "--k-grid", "0.1,-1"], ["k_grid (--k-grid)", ">= 0"]),
 ])
 def test_bad_input_is_one_line_exit_2(capsys, args, fragments):
     if "cuda" in args and __import__("torch").cuda.is_available():

@@ -88,9 +88,10 @@ def test_same_seed_same_results(tmp_path):
 
 def test_a_failing_configuration_is_recorded_and_the_rest_run(tmp_path):
     out = tmp_path / "run"
-    # lr 1e9 makes the gradient model diverge; the count models around it must still finish
+    # lr 1e9 makes the gradient model diverge; the count models around it must still finish, and the
+    # exit status (1) tells a batch driver that something failed
     assert run_cli("run", *SMALL, "--orders", "2,3", "--methods", "gradient,count", "--steps", "20", "--lr", "1e9",
-                   "--out", str(out)) == 0
+                   "--out", str(out)) == 1
     saved = records(out)
     assert [(r["method"], r["status"]) for r in saved] == [("gradient", "failed"), ("count", "ok"), ("gradient", "failed"), ("count", "ok")]
     assert "diverged" in saved[0]["error"]
@@ -123,3 +124,29 @@ def test_bad_grid_files(tmp_path, capsys, text, fragment):
     assert run_cli("run", "--config", str(grid), "--out", str(tmp_path / "x")) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and fragment in err[0]
+
+
+def test_resume_keeps_configurations_that_come_after_the_last_rerun(tmp_path):
+    out = tmp_path / "run"
+    assert run_cli("run", *SMALL, "--orders", "2,3", "--smoothing", "auto,1", "--out", str(out)) == 0
+    first = records(out)
+    # resuming a finished run changes nothing
+    assert run_cli("run", "--resume", str(out), "--quiet") == 0
+    assert records(out) == first
+    # a failed first configuration is redone; the three after it are kept
+    data = json.loads((out / "results.json").read_text())
+    data["results"][0]["status"] = "failed"
+    (out / "results.json").write_text(json.dumps(data))
+    assert run_cli("run", "--resume", str(out), "--quiet") == 0
+    again = records(out)
+    assert len(again) == 4 and again[1:] == first[1:]
+    assert again[0]["dev_nll"] == first[0]["dev_nll"]
+
+
+def test_gradient_without_a_dev_split_compares_with_the_lectures_k(names_path, tmp_path):
+    out = tmp_path / "run"
+    assert run_cli("run", "--corpus", str(names_path), "--split", "none", "--orders", "2", "--methods", "gradient",
+                   "--steps", "3", "--samples", "0", "--quiet", "--out", str(out)) == 0
+    (r,) = records(out)
+    assert r["status"] == "ok" and r["count_k"] == 1.0
+    assert r["train_losses"][0] == pytest.approx(3.768619, abs=2e-6)

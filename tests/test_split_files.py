@@ -91,7 +91,9 @@ def test_compare_two_runs(tmp_path, capsys):
     capsys.readouterr()
     # different k means different configurations: nothing to compare, said so
     assert main(["compare", str(a), str(b)]) == 0
-    assert "No configuration finished in both runs" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "No configuration finished in both runs" in text
+    assert "Only in A: `order=2 count smoothing=0.1`" in text and "Only in B: `order=2 count smoothing=1.0`" in text
     c = tmp_path / "c"
     assert main(["run", "--corpus", "ssa:1900", "--orders", "2,3", "--smoothing", "0.1", "--samples", "2", "--seed", "7",
                  "--quiet", "--out", str(c)]) == 0
