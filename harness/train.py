@@ -141,7 +141,7 @@ def fit_gradient(train: Windows, settings: GradientSettings, device, progress=No
         if progress is not None:
             progress(step)
     _sync(device)
-    return GradientFit(model, time.perf_counter() - start, losses, _compile_seconds() - compiled_before)
+    return GradientFit(model, time.perf_counter() - start, losses, float(_compile_seconds() - compiled_before))
 
 
 def _compile_seconds() -> float:
