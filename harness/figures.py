@@ -11,6 +11,7 @@ has an infinite dev NLL, and a diverged training run has NaN losses.
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import torch
@@ -206,20 +207,31 @@ def loss_curves(curves: dict[str, list[float]], path, reference: dict[str, float
 
     curves: label -> loss per step (nats/char), step 0 first; reference: label -> a level to
     compare with (the count model's NLL, the minimum gradient descent can reach). inf/NaN
-    losses leave a gap in their line.
+    losses leave a gap in their line. A reference whose label names an "order N" that starts
+    a curve's label takes that curve's colour, so a level reads with its curves.
     """
+    from matplotlib.ticker import MaxNLocator
+
     reference = reference or {}
     fig = _new_figure(8.0, 5.2)
     ax = fig.add_subplot()
+    colour_of_order: dict[str, str] = {}
     for i, (label, losses) in enumerate(curves.items()):
         ys = [float(v) if _finite(v) else float("nan") for v in losses]
         bad = sum(1 for y in ys if math.isnan(y))
         shown = label if not bad else f"{label} ({bad} non-finite steps not drawn)"
-        ax.plot(range(len(ys)), ys, color=f"C{i % 10}", linewidth=1.3, label=shown)
+        colour = f"C{i % 10}"
+        ax.plot(range(len(ys)), ys, color=colour, linewidth=1.3, label=shown)
+        order = re.match(r"order \d+", label)
+        if order:
+            colour_of_order.setdefault(order.group(0), colour)
     for j, (label, level) in enumerate(reference.items()):
         if _finite(level):
-            ax.axhline(float(level), linestyle="--", linewidth=1, color=f"C{(len(curves) + j) % 10}",
+            order = re.search(r"order \d+", label)
+            colour = colour_of_order.get(order.group(0)) if order else None
+            ax.axhline(float(level), linestyle="--", linewidth=1.2, color=colour or f"C{(len(curves) + j) % 10}",
                        label=f"{label}: {float(level):.4f}")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("step")
     ax.set_ylabel(f"training loss ({NLL_UNITS})")
     ax.set_title(title or "Training loss")
