@@ -176,6 +176,21 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--arch", default="sm_80,sm_90", help="with --static: architectures, comma separated (default %(default)s)")
 
 
+def parse_orders(values: list[str] | None, default: tuple[int, ...]) -> tuple[int, ...]:
+    """--orders of the counting and smoothing suites: whole numbers >= 1, comma or space separated,
+    duplicates dropped in order; `default` when none are given."""
+    given = ",".join(values or [])
+    if not given:
+        return default
+    try:
+        orders = tuple(dict.fromkeys(int(x) for x in re.split(r"[,\s]+", given.strip()) if x))
+    except ValueError:
+        raise HarnessError(f"--orders: {given!r} is not a list of whole numbers, e.g. 2,3,4") from None
+    if not orders or any(o < 1 for o in orders):
+        raise HarnessError(f"--orders: orders must be >= 1, got {given!r}")
+    return orders
+
+
 def _split_list(values: list[str] | None) -> list[str]:
     if values is None:
         return []

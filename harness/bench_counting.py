@@ -289,23 +289,13 @@ def _rate(x: float) -> str:
 
 def counting_main(args: argparse.Namespace) -> int:
     """`bench --counting`: measure, merge into counting.csv, render counting.md."""
-    import re
     import shlex
     import sys
 
-    from harness.bench import device_kind, resolve_device
+    from harness.bench import device_kind, parse_orders, resolve_device
 
     device = resolve_device(args.device)
-    given = ",".join(args.orders or [])
-    if not given:
-        orders = QUICK_ORDERS if args.quick else DEFAULT_ORDERS
-    else:
-        try:
-            orders = tuple(dict.fromkeys(int(x) for x in re.split(r"[,\s]+", given.strip()) if x))
-        except ValueError:
-            raise HarnessError(f"--orders: {given!r} is not a list of whole numbers, e.g. 2,3,4,5") from None
-        if not orders or any(o < 1 for o in orders):
-            raise HarnessError(f"--orders: orders must be >= 1, got {given!r}")
+    orders = parse_orders(args.orders, QUICK_ORDERS if args.quick else DEFAULT_ORDERS)
     baseline_chars = args.baseline_chars or (QUICK_BASELINE_CHARS if args.quick else DEFAULT_BASELINE_CHARS)
     if baseline_chars < 1:
         raise HarnessError(f"--baseline-chars must be >= 1, got {baseline_chars}")

@@ -404,23 +404,13 @@ def _nll_sentences(group) -> list[str]:
 
 def smoothing_main(args: argparse.Namespace) -> int:
     """`bench --smoothing`: measure, merge into smoothing.csv, render smoothing.md."""
-    import re
     import shlex
     import sys
 
-    from harness.bench import device_kind, resolve_device
+    from harness.bench import device_kind, parse_orders, resolve_device
 
     device = resolve_device(args.device)
-    given = ",".join(args.orders or [])
-    if not given:
-        orders = (2,) if args.quick else DEFAULT_ORDERS
-    else:
-        try:
-            orders = tuple(dict.fromkeys(int(x) for x in re.split(r"[,\s]+", given.strip()) if x))
-        except ValueError:
-            raise HarnessError(f"--orders: {given!r} is not a list of whole numbers, e.g. 2,3,4") from None
-        if not orders or any(o < 1 for o in orders):
-            raise HarnessError(f"--orders: orders must be >= 1, got {given!r}")
+    orders = parse_orders(args.orders, (2,) if args.quick else DEFAULT_ORDERS)
     nltk_seconds = args.nltk_seconds if args.nltk_seconds is not None else (5.0 if args.quick else DEFAULT_NLTK_SECONDS)
     if nltk_seconds <= 0:
         raise HarnessError(f"--nltk-seconds must be > 0, got {nltk_seconds}")
