@@ -17,11 +17,11 @@ from pathlib import Path
 
 import torch
 
-from harness import distributed
-from harness.config import DEFAULTS, load_grid_file, make_run_config, parse_smoothing, resolve_device, validate_order
-from harness.corpus import builtin_corpora, load_corpus, ssa_names
-from harness.errors import HarnessError
-from harness.progress import Progress
+from harness.train import distributed
+from harness.run.config import DEFAULTS, load_grid_file, make_run_config, parse_smoothing, resolve_device, validate_order
+from harness.data.corpus import builtin_corpora, load_corpus, ssa_names
+from harness.core.errors import HarnessError
+from harness.core.progress import Progress
 
 
 def log(line: str) -> None:
@@ -90,8 +90,8 @@ def add_model_arguments(p) -> None:
 
 
 def cmd_run(args) -> int:
-    from harness.report import load_results, loss_table
-    from harness.run import run_grid
+    from harness.run.report import load_results, loss_table
+    from harness.run.runner import run_grid
 
     flags = {k: getattr(args, k) for k in RUN_KEYS if getattr(args, k) is not None}
     previous = None
@@ -137,7 +137,7 @@ def cmd_run(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from harness.report import load_results, write_run
+    from harness.run.report import load_results, write_run
 
     run_dir = Path(args.run_dir)
     if not (run_dir / "results.json").is_file():
@@ -148,7 +148,7 @@ def cmd_report(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from harness.report import compare_runs, load_results
+    from harness.run.report import compare_runs, load_results
 
     runs = []
     for d in (args.run_a, args.run_b):
@@ -183,11 +183,11 @@ def fit_full(args):
     file of --split files:TRAIN,DEV,TEST. Returns (corpus, log_probs, probs): a dense table and
     its float32 probabilities, or for Kneser-Ney / Witten-Bell the model object for both.
     """
-    from harness.corpus import expand_corpus
-    from harness.memory import memory_budget, parse_bytes
-    from harness.models import CountModel, fit_add_k, log_prob_source
-    from harness.ngrams import windows_for
-    from harness.splits import FILES_PREFIX, load_split_files, split_corpus
+    from harness.data.corpus import expand_corpus
+    from harness.core.memory import memory_budget, parse_bytes
+    from harness.models.count import CountModel, fit_add_k, log_prob_source
+    from harness.data.ngrams import windows_for
+    from harness.data.splits import FILES_PREFIX, load_split_files, split_corpus
 
     order = validate_order(args.order)
     spec = parse_smoothing(args.smoothing)
@@ -209,7 +209,7 @@ def fit_full(args):
         train = expand_corpus(train, budget)
     train_windows = windows_for(train, order, budget)
     if spec in ("kn", "wb"):
-        from harness.smoothing import fit_smoothed
+        from harness.models.smoothed import fit_smoothed
 
         model, _ = fit_smoothed(spec, train_windows, None)
         return corpus, model, model
@@ -220,9 +220,9 @@ def fit_full(args):
 
 
 def cmd_score(args) -> int:
-    from harness.corpus import pack, read_items, unique_with_counts
-    from harness.evaluate import item_nll, mean_nll, perplexity, window_log_probs
-    from harness.ngrams import windows
+    from harness.data.corpus import pack, read_items, unique_with_counts
+    from harness.evaluation.evaluate import item_nll, mean_nll, perplexity, window_log_probs
+    from harness.data.ngrams import windows
 
     if not args.words and not args.file:
         raise HarnessError("score needs words to score or --file FILE")
@@ -267,7 +267,7 @@ def cmd_score(args) -> int:
 
 
 def cmd_sample(args) -> int:
-    from harness.sampling import sample_batched, sample_lecture
+    from harness.evaluation.sampling import sample_batched, sample_lecture
 
     if args.num < 0:
         raise HarnessError(f"--num must be >= 0, got {args.num}")
@@ -301,7 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lecture", action="store_true", help="draw one name at a time exactly as the lecture does")
     p = sub.add_parser("bench", help="benchmark the loss backends against F.cross_entropy")
     try:
-        from harness.bench import add_bench_arguments
+        from harness.bench.loss import add_bench_arguments
     except ImportError:
         add_bench_arguments = None
     if add_bench_arguments is not None:
@@ -325,7 +325,7 @@ def main(argv=None) -> int:
         if args.command == "sample":
             return cmd_sample(args)
         if args.command == "bench":
-            from harness.bench import bench_main
+            from harness.bench.loss import bench_main
 
             return bench_main(args)
     except HarnessError as exc:

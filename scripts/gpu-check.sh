@@ -65,7 +65,7 @@ step() {  # step NAME SECONDS COMMAND...: run with a time limit, log it, remembe
 } | tee -a "$LOG"
 step environment 30 "$PYTHON" -c "
 import json, torch
-from harness.env import environment
+from harness.core.env import environment
 print(json.dumps(environment('cuda' if torch.cuda.is_available() else 'cpu'), indent=1))
 print('cuda available:', torch.cuda.is_available())
 "

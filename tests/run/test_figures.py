@@ -1,0 +1,131 @@
+"""Figures: each function writes a readable PNG, survives inf/NaN, and annotates the heat map only when it fits."""
+import math
+from pathlib import Path
+
+import matplotlib
+import matplotlib.image
+import pytest
+import torch
+
+from harness.run import figures
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+INF, NAN = float("inf"), float("nan")
+
+
+def assert_png(path: Path, min_side_px: int = 200) -> tuple[int, int]:
+    """A PNG file by its signature, non-empty, decodable to an RGBA image of a sensible size."""
+    assert path.is_file()
+    data = path.read_bytes()
+    assert data[:8] == PNG_SIGNATURE
+    assert len(data) > 1000
+    image = matplotlib.image.imread(path)
+    height, width = image.shape[:2]
+    assert image.ndim == 3 and image.shape[2] in (3, 4)
+    assert height >= min_side_px and width >= min_side_px
+    return height, width
+
+
+def tiny_counts(V: int) -> torch.Tensor:
+    return torch.arange(V * V, dtype=torch.float64).view(V, V) * 3
+
+
+def test_bigram_heatmap_writes_png_at_lecture_size(tmp_path):
+    itos = [".", "a", "b", "c", "d"]
+    out = figures.bigram_heatmap(tiny_counts(5), itos, tmp_path / "sub" / "bigram.png")
+    assert out == tmp_path / "sub" / "bigram.png"
+    height, width = assert_png(out)
+    assert width == round(16 * figures.DPI)  # 16 in wide, as in the lecture
+    assert height >= width
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.int64])
+def test_heatmap_cells_show_bigram_and_count(dtype):
+    itos = [".", "a", "e", "m"]
+    counts = torch.zeros(4, 4, dtype=dtype)
+    counts[2, 3] = 7  # "em" seen 7 times
+    counts[0, 1] = 12345  # compacted to fit the cell
+    fig = figures._heatmap_figure(counts, itos)
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert len(texts) == 2 * 4 * 4  # bigram and count in every cell
+    cell = {(texts[i]): texts[i + 1] for i in range(0, len(texts), 2)}
+    assert cell["em"] == "7"
+    assert cell[".a"] == "12.3k"
+    assert cell[".."] == "0"
+
+
+def test_heatmap_large_vocab_has_no_cell_text(tmp_path):
+    V = figures.ANNOTATE_MAX_V + 5
+    itos = ["."] + [chr(0x100 + i) for i in range(V - 1)]
+    fig = figures._heatmap_figure(tiny_counts(V), itos)
+    assert len(fig.axes[0].texts) == 0
+    assert "left out" in fig.axes[0].get_title()
+    assert_png(figures.bigram_heatmap(tiny_counts(V), itos, tmp_path / "big.png"))
+
+
+def test_heatmap_survives_non_finite_and_all_zero_counts(tmp_path):
+    counts = tiny_counts(3)
+    counts[0, 0], counts[1, 2], counts[2, 1] = INF, NAN, -INF
+    assert_png(figures.bigram_heatmap(counts, [".", "a", "b"], tmp_path / "inf.png"))
+    assert_png(figures.bigram_heatmap(torch.zeros(3, 3), [".", "a", "b"], tmp_path / "zero.png"))
+
+
+def test_heatmap_rejects_mismatched_shapes():
+    with pytest.raises(ValueError, match="square"):
+        figures._heatmap_figure(torch.zeros(3, 4), [".", "a", "b"])
+    with pytest.raises(ValueError, match="itos"):
+        figures._heatmap_figure(torch.zeros(3, 3), [".", "a"])
+
+
+def test_tuning_plot_with_zero_inf_nan_and_chosen(tmp_path):
+    curves = {
+        "order 2": [(0, INF), (0.01, 2.46), (0.1, 2.45), (1.0, 2.452), (10.0, 2.46)],
+        "order 3": [(0, 2.5), (0.01, 2.23), (0.1, 2.22), (1.0, NAN), (10.0, 2.36)],
+        "order 4": [(0, INF), (1.0, INF)],  # nothing finite to draw
+    }
+    chosen = {"order 2": 0.1, "order 3": 0.0, "order 4": 1.0}
+    out = figures.tuning_plot(curves, "k", tmp_path / "k.png", chosen=chosen)
+    assert_png(out)
+
+
+def test_tuning_plot_without_positive_x_uses_a_linear_axis(tmp_path):
+    assert_png(figures.tuning_plot({"order 2": [(0.0, 2.5)]}, "lambda", tmp_path / "lam.png"))
+    assert_png(figures.tuning_plot({}, "lambda", tmp_path / "empty.png"))
+
+
+def test_loss_curves_with_gaps_and_references(tmp_path):
+    curves = {"bigram": [3.3, 2.9, NAN, INF, 2.5, 2.46], "trigram": [3.3 - 0.1 * i for i in range(10)]}
+    reference = {"count model train NLL": 2.45, "broken reference": INF}
+    assert_png(figures.loss_curves(curves, tmp_path / "loss.png", reference=reference))
+    assert_png(figures.loss_curves({"diverged": [NAN, NAN]}, tmp_path / "nan.png"))
+
+
+def test_nll_by_order_with_non_finite_rows(tmp_path):
+    rows = [
+        {"order": 1, "label": "counts, add-k", "dev_nll": 2.82},
+        {"order": 2, "label": "counts, add-k", "dev_nll": 2.45},
+        {"order": 3, "label": "counts, add-k", "dev_nll": 2.22},
+        {"order": 1, "label": "counts, k = 0", "dev_nll": 2.82},
+        {"order": 2, "label": "counts, k = 0", "dev_nll": INF},
+        {"order": 3, "label": "gradient, lambda 0.01", "dev_nll": NAN},
+    ]
+    assert_png(figures.nll_by_order(rows, tmp_path / "order.png"))
+    assert_png(figures.nll_by_order([], tmp_path / "none.png"))
+
+
+def test_drawing_changes_no_global_matplotlib_state(tmp_path):
+    rc_before = dict(matplotlib.rcParams)
+    backend_before = matplotlib.get_backend()
+    figures.loss_curves({"a": [1.0, 0.5]}, tmp_path / "a.png")
+    figures.tuning_plot({"a": [(0, 1.0), (1, 0.5)]}, "k", tmp_path / "b.png")
+    assert matplotlib.get_backend() == backend_before
+    changed = {key for key, value in matplotlib.rcParams.items()
+               if not (value == rc_before[key] or (isinstance(value, float) and math.isnan(value)))}
+    assert changed == set()
+
+
+@pytest.mark.parametrize("value, text", [(0, "0"), (7, "7"), (6763, "6763"), (0.5, "0.5"),
+                                         (12_345, "12.3k"), (4_500_000, "4.5M"), (123_456_789, "123M"),
+                                         (2.5e9, "2.5G")])
+def test_compact_counts_fit_a_cell(value, text):
+    assert figures._compact(value) == text

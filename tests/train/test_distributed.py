@@ -1,0 +1,156 @@
+"""Many devices: 2 gloo ranks on CPU give the counts of one process exactly and the same trained
+gradient bigram within float tolerance; `torchrun -m harness run` writes once, the same results."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from harness.train import distributed
+from harness.cli import main
+from harness.data.corpus import expand_corpus, load_corpus
+from harness.evaluation.evaluate import mean_nll
+from harness.data.ngrams import WindowStream, count, count_chunked, windows
+from harness.data.splits import split_corpus
+from harness.train.fit import GradientSettings, fit_count, fit_gradient
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()),
+                                reason="torch.distributed with the gloo backend is not available in this torch build")
+
+WORLD = 2
+SEED = 2147483647
+CORPUS = "ssa:1900"  # 3,394 names, 23 K windows: small enough for 2 processes on 2 cores
+WEIGHTED = "ssa-births:1900"
+STREAM_BUDGET = {"weighted": 4096, "expanded": 2**20}  # bytes: ~100-250 chunks, so shards are cut mid-stream
+FULL = GradientSettings(steps=20)
+MINIBATCH = GradientSettings(steps=10, batch_size=257)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def measurements() -> dict:
+    """What a rank (or the single process) computes: counts, count NLLs, gradient losses and tables."""
+    splits = split_corpus(load_corpus(CORPUS), SEED)
+    out = {}
+    for order in (2, 3):
+        train, dev = windows(splits["train"], order), windows(splits["dev"], order)
+        out[f"counts{order}"] = distributed.summed_counts(train)
+        fit = fit_count(train, dev, None, (0.1, 0.5, 1.0), counter=distributed.summed_counts)
+        out[f"count_dev_nll{order}"] = [t["dev_nll"] for t in fit.tuning]
+    weighted = split_corpus(load_corpus(WEIGHTED), SEED)["train"]
+    for name, rows in (("weighted", weighted), ("expanded", expand_corpus(weighted, 2**20))):
+        stream = distributed.summed_stream(WindowStream(rows, 3, STREAM_BUDGET[name]))
+        out[f"stream_{name}"] = stream.counts()
+    # weighted rows: the ranks' halves carry very different weight, so each must be scaled by its share
+    bigram = windows(weighted, 2)
+    for name, settings in (("full", FULL), ("minibatch", MINIBATCH)):
+        fit = fit_gradient(bigram, settings, "cpu")
+        out[f"losses_{name}"] = torch.tensor(fit.losses, dtype=torch.float64)
+        out[f"table_{name}"] = fit.model.tables[0].detach().clone()
+    return out
+
+
+def _rank(rank: int, port: int, path: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(WORLD),
+                      LOCAL_RANK=str(rank))
+    torch.set_num_threads(1)
+    assert distributed.launched()
+    distributed.init(torch.device("cpu"))
+    try:
+        result = measurements()
+        result["world"] = distributed.world_size()
+        torch.save(result, f"{path}.{rank}")
+    finally:
+        distributed.teardown()
+
+
+@pytest.fixture(scope="module")
+def two_ranks(tmp_path_factory) -> list[dict]:
+    path = str(tmp_path_factory.mktemp("ranks") / "result")
+    mp.spawn(_rank, args=(free_port(), path), nprocs=WORLD, join=True)
+    return [torch.load(f"{path}.{r}") for r in range(WORLD)]
+
+
+@pytest.fixture(scope="module")
+def one_process() -> dict:
+    assert not distributed.active()
+    return measurements()
+
+
+def test_shards_cover_every_row_once():
+    for n in (0, 1, 2, 7, 23236):
+        for world in (1, 2, 3, 8):
+            parts = [distributed.shard_range(n, r, world) for r in range(world)]
+            assert parts[0][0] == 0 and parts[-1][1] == n
+            assert all(a[1] == b[0] for a, b in zip(parts, parts[1:]))
+            assert max(b - a for a, b in parts) - min(b - a for a, b in parts) <= 1
+
+
+def test_counts_equal_one_process_exactly(two_ranks, one_process):
+    splits = split_corpus(load_corpus(CORPUS), SEED)
+    weighted = split_corpus(load_corpus(WEIGHTED), SEED)["train"]
+    for result in two_ranks:
+        assert result["world"] == WORLD
+        for order in (2, 3):  # against ngrams.count in one process, the oracle
+            assert torch.equal(result[f"counts{order}"], count(windows(splits["train"], order)))
+            assert result[f"count_dev_nll{order}"] == one_process[f"count_dev_nll{order}"]
+        expected = count_chunked(WindowStream(weighted, 3, STREAM_BUDGET["weighted"]))
+        assert torch.equal(result["stream_weighted"], expected)
+        assert torch.equal(result["stream_expanded"], expected)  # expanded == weighted, across ranks too
+
+
+@pytest.mark.parametrize("batch", ["full", "minibatch"])
+def test_gradient_bigram_trains_as_in_one_process(two_ranks, one_process, batch):
+    expected = one_process[f"losses_{batch}"]
+    assert len(expected) == (FULL if batch == "full" else MINIBATCH).steps
+    for result in two_ranks:
+        torch.testing.assert_close(result[f"losses_{batch}"], expected, rtol=1e-5, atol=0)
+        torch.testing.assert_close(result[f"table_{batch}"], one_process[f"table_{batch}"], rtol=1e-4, atol=1e-5)
+    # every rank holds the same table after DDP's averaged steps
+    assert torch.equal(two_ranks[0][f"table_{batch}"], two_ranks[1][f"table_{batch}"])
+
+
+VOLATILE = ("fit_seconds", "steps_per_second")
+
+
+def test_torchrun_run_writes_once_and_equals_one_process(tmp_path):
+    grid = ["--corpus", CORPUS, "--orders", "2,3", "--methods", "count,gradient", "--smoothing", "auto,1",
+            "--steps", "20", "--samples", "5", "--device", "cpu"]
+    single, many = tmp_path / "single", tmp_path / "many"
+    assert main(["run", *grid, "--out", str(single), "--quiet"]) == 0
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+    env.pop("TRITON_INTERPRET", None)
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={WORLD}",
+                           "-m", "harness", "run", *grid, "--out", str(many)],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    # rank 0 alone prints: one corpus line, one table, one report line
+    assert proc.stdout.count("corpus ssa:1900") == 1 and proc.stdout.count("report:") == 1, proc.stdout
+    assert sorted(p.name for p in many.iterdir()) == sorted(p.name for p in single.iterdir())
+    one = json.loads((single / "results.json").read_text())
+    two = json.loads((many / "results.json").read_text())
+    assert two["run"]["world_size"] == WORLD and "world_size" not in one["run"]
+    assert two["run"]["command"].startswith(f"torchrun --nproc_per_node={WORLD} -m harness run")
+    assert len(two["results"]) == len(one["results"]) == 6
+    for a, b in zip(one["results"], two["results"]):
+        assert a["status"] == b["status"] == "ok"
+        a, b = ({k: v for k, v in r.items() if k not in VOLATILE} for r in (a, b))
+        if a["method"] == "count":
+            assert a == b  # counts are exact, so are their NLLs, tuning and samples
+            continue
+        torch.testing.assert_close(b.pop("train_losses"), a.pop("train_losses"), rtol=1e-5, atol=0)
+        for key in [k for k, v in a.items() if isinstance(v, float)]:
+            assert b.pop(key) == pytest.approx(a.pop(key), rel=1e-5, abs=1e-7), key
+        assert a == b  # the rest (samples included) is identical
+    assert (many / "split" / "train.txt").read_text() == (single / "split" / "train.txt").read_text()
