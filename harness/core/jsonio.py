@@ -4,7 +4,10 @@ from __future__ import annotations
 import json
 import math
 import os
+import tempfile
 from pathlib import Path
+
+from harness.core.errors import HarnessError
 
 _NONFINITE = {"inf": float("inf"), "-inf": float("-inf"), "nan": float("nan")}
 
@@ -33,10 +36,26 @@ def dumps(obj) -> str:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write to a temporary file beside `path`, then rename: a crash never leaves half a file."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    """Write to a temporary file beside `path`, then rename: a crash never leaves half a file.
+
+    The temporary file's name is unique to this writer (two writers never share one) and it is
+    removed when the write fails; a file system that is full, read-only or not a folder is a
+    HarnessError naming the path, with `path` left as it was.
+    """
+    path = Path(path)
+    tmp = None
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a report is for reading
+        os.replace(tmp, path)
+        tmp = None
+    except OSError as exc:
+        raise HarnessError(f"cannot write {path}: {exc.strerror or exc}; free some space or give a writable folder") from None
+    finally:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
 
 
 def loads(text: str, float_keys=()) -> dict:
@@ -46,3 +65,28 @@ def loads(text: str, float_keys=()) -> dict:
 
 def load(path: Path, float_keys=()) -> dict:
     return loads(Path(path).read_text(encoding="utf-8"), float_keys)
+
+
+def load_object(path: Path, what: str, fix: str, float_keys=(), required=()) -> dict:
+    """A JSON object from `path`, or a HarnessError saying what is wrong with the file and `fix`.
+
+    Missing, empty, truncated, binary, a list instead of an object, or an object without the
+    `required` keys: each is one line naming the file, never a traceback; the file is not touched.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise HarnessError(f"{path} does not exist or is not a file; {fix}")
+    try:
+        data = loads(path.read_text(encoding="utf-8"), float_keys)
+    except UnicodeDecodeError:
+        raise HarnessError(f"{path} is not UTF-8 text (binary?), so it is not {what}; {fix}") from None
+    except json.JSONDecodeError as exc:
+        raise HarnessError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}), so it is not {what}; {fix}") from None
+    except OSError as exc:
+        raise HarnessError(f"cannot read {path}: {exc.strerror or exc}; {fix}") from None
+    if not isinstance(data, dict):
+        raise HarnessError(f"{path} holds a JSON {type(data).__name__}, not {what}; {fix}")
+    missing = [k for k in required if k not in data]
+    if missing:
+        raise HarnessError(f"{path} lacks {', '.join(repr(k) for k in missing)}, so it is not {what}; {fix}")
+    return data
