@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -229,8 +230,11 @@ def pack(name: str, items, weights, device, vocab: Vocab | None = None) -> Corpu
     if not items:
         raise HarnessError(f"corpus {name!r} has no items")
     lengths = np.fromiter((len(s) for s in items), dtype=np.int64, count=len(items))
+    if (lengths == 0).any():
+        raise HarnessError(f"corpus {name!r} has an empty item (number {int(np.argmax(lengths == 0)) + 1}); every item needs a character")
     joined = np.frombuffer("".join(items).encode("utf-32-le"), dtype=np.uint32)
     present = np.unique(joined)
+    _refuse_reserved(name, items, present)
     if vocab is None:
         vocab = Vocab.from_chars(chr(c) for c in present)
     else:
@@ -263,13 +267,44 @@ def pack(name: str, items, weights, device, vocab: Vocab | None = None) -> Corpu
     )
 
 
+# The boundary token prints as "."; a literal "." in a name would print exactly like it. Control
+# characters and Unicode line/paragraph separators are line breaks to other tools (str.splitlines).
+RESERVED = {ord(BOUNDARY_CHAR): "the boundary token '.' of every model here",
+            0x85: "U+0085 (NEXT LINE), a line break to many tools", 0x2028: "U+2028 (LINE SEPARATOR), a line break to many tools",
+            0x2029: "U+2029 (PARAGRAPH SEPARATOR), a line break to many tools",
+            **{c: f"the control character U+{c:04X}" for c in [*range(32), *range(0x7F, 0x85), *range(0x86, 0xA0)]}}
+
+_RESERVED_RE = re.compile("[" + "".join(re.escape(chr(c)) for c in RESERVED) + "]")
+
+
+def _refuse_reserved(name: str, items, present: np.ndarray) -> None:
+    """A HarnessError naming the first item with a reserved character (only scans items when one is present)."""
+    hits = [c for c in present.tolist() if c in RESERVED]
+    if not hits:
+        return
+    ch = chr(hits[0])
+    where = next(i for i, s in enumerate(items) if ch in s)
+    raise HarnessError(f"corpus {name!r}: item {where + 1} ({items[where]!r}) contains {RESERVED[hits[0]]}; "
+                       "remove or replace that character (e.g. with sed), then load the corpus again")
+
+
 def read_items(path: Path) -> list[str]:
-    """Lines of a UTF-8 file: stripped (also a trailing \\r), blank lines skipped, otherwise verbatim."""
+    """Lines of a UTF-8 file: stripped (also a trailing \\r), blank lines skipped, otherwise verbatim.
+
+    Only "\\n" ends a line: U+2028, U+0085 and the other characters str.splitlines() also breaks
+    at stay inside their line, where `pack` refuses them, so a name is never cut in two silently.
+    A FIFO, socket or device is refused before it is opened (reading one would wait forever).
+    """
     if not path.exists():
         raise HarnessError(f"corpus file {str(path)!r} does not exist; give a path to a UTF-8 text file, one item per line, or a built-in name (python -m harness corpora)")
     if path.is_dir():
         raise HarnessError(f"corpus path {str(path)!r} is a directory; give a text file, one item per line")
-    data = path.read_bytes()
+    if not path.is_file():
+        raise HarnessError(f"corpus path {str(path)!r} is not a regular file (a FIFO, socket or device); give a text file, one item per line")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise HarnessError(f"cannot read corpus file {str(path)!r}: {exc.strerror or exc}") from None
     if b"\x00" in data:
         raise HarnessError(f"corpus file {str(path)!r} looks binary (it contains NUL bytes); give a UTF-8 text file, one item per line")
     try:
@@ -279,7 +314,7 @@ def read_items(path: Path) -> list[str]:
             f"corpus file {str(path)!r} is not valid UTF-8 (byte {exc.start}: {exc.reason}); re-encode it, e.g. iconv -t UTF-8"
         ) from None
     text = text.removeprefix("\ufeff")
-    items = [line.strip() for line in text.splitlines()]
+    items = [line.strip() for line in text.split("\n")]
     items = [s for s in items if s]
     if not items:
         what = "empty" if not text else "only blank lines"
@@ -354,7 +389,9 @@ def world_names(kind: str, country: str | None = None) -> list[str]:
             known = sorted({c for info in table.values() for c in info.get("country", {})})
             raise HarnessError(f"world:{kind}:{country}: no names for that country; use an ISO 3166 alpha-2 code among {', '.join(known)}")
     names = [s.strip() for s in names]
-    return list(dict.fromkeys(s for s in names if s))
+    # about 0.06 % carry a "." (initials: "A. K") or a control character: dropped, since "." is the
+    # boundary token (README, Corpora)
+    return list(dict.fromkeys(s for s in names if s and not _RESERVED_RE.search(s)))
 
 
 def fold_and_filter(items: list[str], weights, casefold: bool = False, min_char_count: int = 0):
@@ -404,6 +441,8 @@ def builtin_corpora() -> list[tuple[str, str]]:
 
 def _read_spec(spec: str) -> tuple[str, list[str], object]:
     """(canonical name, unique items, weights or None) of a corpus spec."""
+    if not spec.strip():
+        raise HarnessError("--corpus is empty; give a text file (one item per line) or a built-in name (python -m harness corpora)")
     family, _, arg = spec.partition(":")
     if family in ("ssa", "ssa-births", "world") and not Path(spec).exists():
         if family == "world":

@@ -53,14 +53,29 @@ def read_split_file(path: Path) -> tuple[list[str], list[int] | None]:
         import pandas as pd
 
         try:
-            frame = pd.read_csv(path, keep_default_na=False, dtype={"item": str})
-            items, weights = frame["item"].tolist(), frame["weight"].astype("int64").tolist()
-        except (KeyError, ValueError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+            frame = pd.read_csv(path, keep_default_na=False, dtype={"item": str, "weight": str})
+            items, raw = frame["item"].tolist(), frame["weight"].tolist()
+        except (KeyError, ValueError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
             raise HarnessError(f"split file {str(path)!r} is not a CSV with columns item,weight ({exc})") from None
         if not items:
             raise HarnessError(f"split file {str(path)!r} has no rows")
-        return items, weights
+        return items, [_csv_weight(path, row, w) for row, w in enumerate(raw, 2)]
     return unique_with_counts(read_items(path))
+
+
+MAX_WEIGHT = 2**53  # a float64 count stays exact up to here
+
+
+def _csv_weight(path: Path, row: int, text: str) -> int:
+    """A CSV weight: a whole number of copies from 1 to 2^53, else a HarnessError naming the row."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (value == int(value) if value == value and abs(value) != float("inf") else False) or not 1 <= value <= MAX_WEIGHT:
+        raise HarnessError(f"split file {str(path)!r}, line {row}: weight {text!r} is not a whole number of copies "
+                           f"from 1 to 2^53; fix that row")
+    return int(value)
 
 
 def load_split_files(spec: str, device) -> tuple[Corpus, dict[str, Corpus], dict]:
