@@ -3,7 +3,9 @@
 One pass per row computes the row max, the exp-sum, the target logit and the gradient
 `w * (softmax - onehot) / sum(w)`, all in fp32 whatever the logits' dtype. The forward writes
 the gradient (into the logits when the caller allows it, else into a reused buffer), so the
-backward only scales it by the incoming gradient. This is the CPU counterpart of
+backward only scales it by the incoming gradient: `loss_and_grad` is a fused backend of
+kernels.fused.FusedCrossEntropy, as the Triton kernel's is. Where it runs is
+kernels.availability.compiler_available. This is the CPU counterpart of
 `kernels/triton_ce.py`: eager F.cross_entropy makes several passes and allocates a fresh
 gradient each step, and allocating 64 MiB costs more than moving it.
 
@@ -20,47 +22,15 @@ gathers and `index_add_`, never N x V.
 from __future__ import annotations
 
 import functools
-import os
-import shutil
-import sys
 import time
 from collections import OrderedDict
 
 import torch
 
+from kernels.fused import fused_cross_entropy
+from kernels.reference import reduce_rows
+
 STATIC_VOCAB_MAX = 256  # at or below this V, the compiled kernel is specialised to V
-
-
-def compiler_available(device: torch.device | str) -> tuple[bool, str]:
-    """Whether torch.compile's inductor backend can run on `device`, and if not, why. Compiles nothing."""
-    device = torch.device(device)
-    if not _dynamo_supported():
-        return False, f"torch.compile (dynamo) does not support Python {sys.version.split()[0]} with torch {torch.__version__}"
-    if device.type == "cpu":
-        default_cxx = "clang++" if sys.platform == "darwin" else "g++"  # inductor's own default
-        cxx = os.environ.get("CXX", default_cxx)
-        if _which(cxx) is None:
-            return False, f"inductor needs a C++ compiler on CPU and {cxx!r} is not on PATH (install g++ or set CXX)"
-        return True, ""
-    if device.type == "cuda":
-        from torch.utils._triton import has_triton
-
-        if not has_triton():
-            return False, "inductor needs Triton (and a GPU it supports) to compile for CUDA"
-        return True, ""
-    return False, f"the compiled backend supports cpu and cuda, not {device.type}"
-
-
-@functools.lru_cache(maxsize=None)
-def _dynamo_supported() -> bool:
-    from torch._dynamo.eval_frame import is_dynamo_supported
-
-    return is_dynamo_supported()
-
-
-@functools.lru_cache(maxsize=8)
-def _which(program: str) -> str | None:
-    return shutil.which(program)  # memoised: dispatch asks on every call
 
 
 # ---------------------------------------------------------------------------------------------
@@ -167,15 +137,15 @@ class CompiledKernelCache:
       the graphs (one per dtype, device and static V; N is dynamic) behind each wrapper.
     - buffers: gradient buffers keyed by (V, dtype, device), at most `max_buffers`, least
       recently used evicted. A buffer grows to the largest N seen; a call with fewer rows gets
-      a view of its first rows. Each buffer carries a generation count so that a backward can
-      tell that a later forward has overwritten its gradient.
+      a view of its first rows. Every forward that writes a buffer bumps its version counter,
+      which is how a backward tells that a later forward has overwritten its gradient.
     - compile_seconds: wall seconds of every call that compiled a graph, by (entry, V class, dtype).
     """
 
     def __init__(self, max_buffers: int = 4):
         self.max_buffers = max_buffers
         self.compiled: dict[tuple[str, bool], object] = {}
-        self.buffers: OrderedDict[tuple, list] = OrderedDict()  # key -> [tensor, generation]
+        self.buffers: OrderedDict[tuple, torch.Tensor] = OrderedDict()  # key -> (rows, V) tensor
         self.compile_seconds: dict[tuple, float] = {}
 
     def function(self, entry: str, static_vocab: bool):
@@ -185,16 +155,15 @@ class CompiledKernelCache:
         return self.compiled[key]
 
     def grad_buffer(self, n_rows: int, n_cols: int, dtype: torch.dtype, device: torch.device):
-        """A (n_rows, n_cols) gradient buffer reused across calls; returns (tensor, buffer record)."""
+        """A (n_rows, n_cols) gradient buffer reused across calls (a view of its first n_rows rows)."""
         key = (n_cols, dtype, device)
-        record = self.buffers.pop(key, None)
-        if record is None or record[0].shape[0] < n_rows:
-            record = [torch.empty((n_rows, n_cols), dtype=dtype, device=device), 0]
-        self.buffers[key] = record
+        buffer = self.buffers.pop(key, None)
+        if buffer is None or buffer.shape[0] < n_rows:
+            buffer = torch.empty((n_rows, n_cols), dtype=dtype, device=device)
+        self.buffers[key] = buffer
         while len(self.buffers) > self.max_buffers:
             self.buffers.popitem(last=False)
-        record[1] += 1
-        return record[0][:n_rows], record
+        return buffer[:n_rows]
 
     def clear(self):
         """Drop buffers and compiled wrappers (dynamo's own graph cache is reset separately)."""
@@ -228,47 +197,9 @@ def _call(cache: CompiledKernelCache, entry: str, static_vocab: bool, dtype, arg
     return out
 
 
-def _fused_forward(logits, target, weight, ignore_index, reduction, grad_mode, cache):
-    """Loss in logits.dtype and, unless grad_mode is "loss", the gradient (see _CompiledCrossEntropy)."""
-    n_rows, n_cols = logits.shape
-    static_vocab = n_cols <= STATIC_VOCAB_MAX
-    target = target.long()
-    weight = torch.ones(n_rows, device=logits.device) if weight is None else weight.float()
-    mean = torch.tensor(reduction == "mean", device=logits.device)
-    logits_c = logits.detach().contiguous()
-    grad, record = None, None
-    if grad_mode == "over":
-        if not logits.is_contiguous():
-            raise ValueError("overwrite_logits=True needs contiguous logits")
-        grad = logits_c
-        args = (logits_c, target, weight, ignore_index, mean)
-        _mark_rows_dynamic(args[:3], static_vocab)
-    elif grad_mode == "loss":
-        args = (logits_c, target, weight, ignore_index, mean)
-        _mark_rows_dynamic(args[:3], static_vocab)
-    else:
-        if grad_mode == "fresh":
-            grad = torch.empty_like(logits_c)
-        else:
-            grad, record = cache.grad_buffer(n_rows, n_cols, logits.dtype, logits.device)
-        args = (logits_c, target, weight, grad, ignore_index, mean)
-        _mark_rows_dynamic(args[:4], static_vocab)
-        grad_mode = "into"
-    row_max, row_sumexp, target_logit, denom = _call(cache, grad_mode, static_vocab, logits.dtype, args)
-    rows_args = (row_max, row_sumexp, target_logit, weight, target, ignore_index)
-    _mark_rows_dynamic(rows_args[:5], True)
-    per_row = _call(cache, "rows", True, torch.float32, rows_args)
-    if reduction == "none":
-        loss = per_row
-    elif reduction == "sum":
-        loss = per_row.sum()
-    else:
-        loss = per_row.sum() / denom
-    return loss.to(logits.dtype), grad, record
-
-
-class _CompiledCrossEntropy(torch.autograd.Function):
-    """Forward computes loss and gradient in one pass; backward scales the stored gradient.
+def loss_and_grad(logits, target, weight, ignore_index, reduction, need_grad, overwrite_logits,
+                  cache: CompiledKernelCache = KERNEL_CACHE):
+    """Loss in logits.dtype and, when need_grad, the gradient for grad_output = 1: the fused backend.
 
     Where the gradient lives, and why that is safe:
     - overwrite_logits=True: in the logits' own buffer (the caller promised not to read them).
@@ -279,49 +210,48 @@ class _CompiledCrossEntropy(torch.autograd.Function):
       calls with the same V, dtype and device. Autograd consumes it during backward (the
       gradient flows on to the parameters), so nothing keeps it. The contract: call backward
       before the next forward of the same V (as every training loop does); a backward whose
-      buffer was reused by a later forward raises instead of returning a wrong gradient.
-      A hook or `retain_grad()` that wants to keep the gradient must clone it.
-    Each forward supports one backward (the buffer is scaled in place). With overwrite_logits
-    and logits that are a view, autograd regenerates the view's grad_fn after the write, so ask
-    for the gradient of the view's base (or a parameter), not of the view itself.
+      buffer was reused by a later forward raises (kernels.fused) instead of returning a wrong
+      gradient. A hook or `retain_grad()` that wants to keep the gradient must clone it.
+    With overwrite_logits and logits that are a view, autograd regenerates the view's grad_fn
+    after the write, so ask for the gradient of the view's base (or a parameter), not of the
+    view itself.
     """
-
-    @staticmethod
-    def forward(ctx, logits, target, weight, ignore_index, reduction, overwrite_logits, cache):
-        if ctx.needs_input_grad[0]:
-            if overwrite_logits:
-                mode = "over"
-            elif logits.grad_fn is None:
-                mode = "fresh"
-            else:
-                mode = "reuse"
+    n_rows, n_cols = logits.shape
+    static_vocab = n_cols <= STATIC_VOCAB_MAX
+    target = target.long()
+    weight = torch.ones(n_rows, device=logits.device) if weight is None else weight.float()
+    mean = torch.tensor(reduction == "mean", device=logits.device)
+    logits_c = logits.detach().contiguous()
+    grad = None
+    if overwrite_logits:
+        if not logits.is_contiguous():
+            raise ValueError("overwrite_logits=True needs contiguous logits")
+        entry, grad = "over", logits_c
+        args = (logits_c, target, weight, ignore_index, mean)
+        _mark_rows_dynamic(args[:3], static_vocab)
+    elif not need_grad:
+        entry = "loss"
+        args = (logits_c, target, weight, ignore_index, mean)
+        _mark_rows_dynamic(args[:3], static_vocab)
+    else:
+        if logits.grad_fn is None:
+            grad = torch.empty_like(logits_c)
         else:
-            mode = "loss" if not overwrite_logits else "over"
-        loss, grad, record = _fused_forward(logits, target, weight, ignore_index, reduction, mode, cache)
-        ctx.reduction = reduction
-        ctx.grad = grad
-        ctx.record = record
-        ctx.generation = record[1] if record is not None else None
-        # No mark_dirty for "over": the logits' version counter is bumped all the same (so a node
-        # that saved them fails loudly in backward), and a leaf that requires grad may be passed.
-        return loss
-
-    @staticmethod
-    def backward(ctx, grad_loss):
-        grad = ctx.grad
-        if grad is None:
-            raise RuntimeError("compiled cross-entropy supports one backward per forward (its gradient is scaled in place)")
-        if ctx.record is not None and ctx.record[1] != ctx.generation:
-            raise RuntimeError(
-                "the compiled cross-entropy gradient buffer was reused by a later forward of the same vocabulary "
-                "size before this backward ran; call backward before the next forward (or use overwrite_logits=True)"
-            )
-        ctx.grad = None
-        if ctx.reduction == "none":
-            grad.mul_(grad_loss.to(grad.dtype)[:, None])
-        elif grad_loss.device.type != "cpu" or grad_loss.item() != 1.0:  # CPU: the check is free and skips a pass
-            grad.mul_(grad_loss.to(grad.dtype))
-        return grad, None, None, None, None, None, None
+            grad = cache.grad_buffer(n_rows, n_cols, logits.dtype, logits.device)
+        entry = "into"
+        args = (logits_c, target, weight, grad, ignore_index, mean)
+        _mark_rows_dynamic(args[:4], static_vocab)
+    row_max, row_sumexp, target_logit, denom = _call(cache, entry, static_vocab, logits.dtype, args)
+    if grad is not None:
+        # The compiled graph wrote `grad` (or the logits): say so to autograd, so that a node
+        # that saved the logits, or the backward of an earlier forward into the same buffer,
+        # fails loudly instead of reading the wrong numbers.
+        torch.autograd.graph.increment_version(grad)
+    rows_args = (row_max, row_sumexp, target_logit, weight, target, ignore_index)
+    _mark_rows_dynamic(rows_args[:5], True)
+    per_row = _call(cache, "rows", True, torch.float32, rows_args)
+    loss = reduce_rows(per_row, reduction, denom)
+    return loss.to(logits.dtype), (grad if need_grad else None)
 
 
 def compiled_cross_entropy(
@@ -340,10 +270,11 @@ def compiled_cross_entropy(
     (0 for ignored rows); the loss has logits.dtype, the math is fp32. `weight` is treated as
     a constant (no gradient). overwrite_logits=True writes the gradient into `logits` (which
     must be contiguous) during the forward: the caller must not read them afterwards. Where the
-    gradient lives otherwise is explained in `_CompiledCrossEntropy`. The first call per dtype
+    gradient lives otherwise is explained in `loss_and_grad`. The first call per dtype
     (and per V up to STATIC_VOCAB_MAX) compiles for a few seconds; see `warmup`.
     """
-    return _CompiledCrossEntropy.apply(logits, target, weight, ignore_index, reduction, overwrite_logits, cache)
+    backend = loss_and_grad if cache is KERNEL_CACHE else functools.partial(loss_and_grad, cache=cache)
+    return fused_cross_entropy(backend, logits, target, weight, ignore_index, reduction, overwrite_logits)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -361,12 +292,7 @@ def _table_forward(table, context, target, weight, ignore_index: int, reduction:
     nll = -log_probs[context, safe_target]
     per_row = torch.where(valid, nll * row_weight, 0.0)
     denom = row_weight.sum()
-    if reduction == "none":
-        loss = per_row
-    elif reduction == "sum":
-        loss = per_row.sum()
-    else:
-        loss = per_row.sum() / denom
+    loss = reduce_rows(per_row, reduction, denom)
     return loss, (log_probs.exp(), context, safe_target, row_weight, denom)
 
 

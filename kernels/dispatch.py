@@ -1,36 +1,17 @@
-"""Backend selection for the loss functions: one `if/elif` per public function, no registry."""
+"""Backend selection for the loss functions: a dict per public function, from backend name to implementation.
+
+Which backends exist and where they run is kernels.availability; the reductions are
+kernels.reference.REDUCTIONS. The Triton modules are imported on first use (two small adapters
+below), so that `import kernels` does not import Triton.
+"""
 from __future__ import annotations
 
 import torch
 
 from kernels import reference
-
-BACKENDS = ("triton", "compiled", "torch", "manual")
-REDUCTIONS = ("mean", "sum", "none")
-
-
-class KernelUnavailableError(RuntimeError):
-    """A backend was asked for explicitly where it cannot run (no CUDA, no Triton, no compiler)."""
-
-
-def backend_available(backend: str, device: torch.device | str) -> tuple[bool, str]:
-    """Whether `backend` can run on `device`, and if not, why (one line)."""
-    device = torch.device(device)
-    if backend in ("torch", "manual"):
-        return True, ""
-    if backend == "triton":
-        from kernels.triton_ce import HAS_TRITON, TRITON_IMPORT_ERROR, interpreter_active
-
-        if not HAS_TRITON:
-            return False, f"Triton does not import here ({TRITON_IMPORT_ERROR})"
-        if device.type == "cuda" or interpreter_active():
-            return True, ""
-        return False, "the Triton kernel needs a CUDA device (or TRITON_INTERPRET=1 for the slow CPU interpreter)"
-    if backend == "compiled":
-        from kernels.compiled import compiler_available
-
-        return compiler_available(device)
-    raise ValueError(f"unknown loss backend {backend!r}; choose one of auto, {', '.join(BACKENDS)}")
+from kernels.availability import BACKENDS, backend_available, require  # noqa: F401 (BACKENDS: re-exported)
+from kernels.compiled import compiled_cross_entropy, compiled_table_cross_entropy
+from kernels.reference import REDUCTIONS
 
 
 def resolve_backend(backend: str, device: torch.device | str) -> str:
@@ -40,10 +21,38 @@ def resolve_backend(backend: str, device: torch.device | str) -> str:
         if device.type == "cuda" and backend_available("triton", device)[0]:
             return "triton"
         return "torch"
-    ok, why = backend_available(backend, device)
-    if not ok:
-        raise KernelUnavailableError(f"loss backend {backend!r} cannot run on {device}: {why}")
+    require(backend, device)
     return backend
+
+
+def _triton_cross_entropy(logits, target, weight, ignore_index, reduction, overwrite_logits):
+    from kernels.triton_ce import triton_cross_entropy  # imports Triton (about 0.4 s): only when asked for
+
+    return triton_cross_entropy(logits, target, weight, ignore_index, reduction, overwrite_logits)
+
+
+def _triton_table_cross_entropy(table, context, target, weight, ignore_index, reduction):
+    from kernels.triton_table import triton_table_cross_entropy  # imports Triton: only when asked for
+
+    return triton_table_cross_entropy(table, context, target, weight, ignore_index, reduction)
+
+
+# backend -> fn(logits, target, weight, ignore_index, reduction, overwrite_logits)
+CROSS_ENTROPY = {
+    "triton": _triton_cross_entropy,
+    "compiled": compiled_cross_entropy,
+    "torch": lambda logits, target, weight, ignore_index, reduction, overwrite_logits:
+        reference.torch_cross_entropy(logits, target, weight, ignore_index, reduction),
+    "manual": lambda logits, target, weight, ignore_index, reduction, overwrite_logits:
+        reference.manual_cross_entropy(logits, target, weight, ignore_index, reduction),
+}
+# backend -> fn(table, context, target, weight, ignore_index, reduction)
+TABLE_CROSS_ENTROPY = {
+    "triton": _triton_table_cross_entropy,
+    "compiled": compiled_table_cross_entropy,
+    "torch": lambda table, context, *args: reference.torch_cross_entropy(table[context], *args),
+    "manual": lambda table, context, *args: reference.manual_cross_entropy(table[context], *args),
+}
 
 
 def _check_args(logits: torch.Tensor, target: torch.Tensor, weight, reduction: str) -> None:
@@ -79,19 +88,7 @@ def cross_entropy(
     """
     _check_args(logits, target, weight, reduction)
     backend = resolve_backend(backend, logits.device)
-    if backend == "triton":
-        from kernels.triton_ce import triton_cross_entropy
-
-        return triton_cross_entropy(logits, target, weight, ignore_index, reduction, overwrite_logits)
-    if backend == "compiled":
-        from kernels.compiled import compiled_cross_entropy
-
-        return compiled_cross_entropy(logits, target, weight, ignore_index, reduction, overwrite_logits)
-    if backend == "torch":
-        return reference.torch_cross_entropy(logits, target, weight, ignore_index, reduction)
-    if backend == "manual":
-        return reference.manual_cross_entropy(logits, target, weight, ignore_index, reduction)
-    raise ValueError(f"unknown loss backend {backend!r}; choose one of auto, {', '.join(BACKENDS)}")
+    return CROSS_ENTROPY[backend](logits, target, weight, ignore_index, reduction, overwrite_logits)
 
 
 def table_cross_entropy(
@@ -120,16 +117,4 @@ def table_cross_entropy(
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
     backend = resolve_backend(backend, table.device)
-    if backend == "triton":
-        from kernels.triton_table import triton_table_cross_entropy
-
-        return triton_table_cross_entropy(table, context, target, weight, ignore_index, reduction)
-    if backend == "compiled":
-        from kernels.compiled import compiled_table_cross_entropy
-
-        return compiled_table_cross_entropy(table, context, target, weight, ignore_index, reduction)
-    if backend == "torch":
-        return reference.torch_cross_entropy(table[context], target, weight, ignore_index, reduction)
-    if backend == "manual":
-        return reference.manual_cross_entropy(table[context], target, weight, ignore_index, reduction)
-    raise ValueError(f"unknown loss backend {backend!r}; choose one of auto, {', '.join(BACKENDS)}")
+    return TABLE_CROSS_ENTROPY[backend](table, context, target, weight, ignore_index, reduction)

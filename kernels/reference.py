@@ -4,6 +4,17 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+# The reductions every loss of the package takes, as F.cross_entropy's.
+REDUCTIONS = ("mean", "sum", "none")
+
+
+def reduce_rows(per_row: torch.Tensor, reduction: str, denom: torch.Tensor) -> torch.Tensor:
+    """Reduce weighted per-row losses: "none" keeps them, "sum" adds them, "mean" divides the sum by
+    `denom`, the summed weight of the rows not ignored (the fused backends compute it alongside)."""
+    if reduction == "none":
+        return per_row
+    return per_row.sum() if reduction == "sum" else per_row.sum() / denom
+
 
 def _reduce(per_row: torch.Tensor, weight: torch.Tensor | None, valid: torch.Tensor, reduction: str) -> torch.Tensor:
     """Reduce weighted per-row losses; "mean" divides by the summed weight of the valid rows."""

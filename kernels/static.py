@@ -18,9 +18,11 @@ each is checked to exist at that width in the SASS.
 plus Triton's own dynamic shared-memory size, and a theoretical occupancy from the
 architecture limits in ARCH_LIMITS. Nothing here runs a kernel or times anything.
 
-The cross-entropy launches come from kernels.triton_ce.kernel_calls (the launcher's own plan,
-fed meta tensors); the table launches mirror kernels.triton_table's three launch helpers.
-Identical specialisations compile once (the same CEConfig for many N, in place or not).
+The launches come from the launchers' own plans, fed meta tensors: kernels.triton_ce.kernel_calls
+for the cross-entropy (both small-V layouts: the default "rows" and the "flat" one a caller
+asks for with tiling="flat"), and kernels.triton_table's logsumexp_call / rows_call /
+grad_call with its buffer helpers for the table. Identical specialisations compile once (the
+same CEConfig for many N, in place or not).
 """
 from __future__ import annotations
 
@@ -35,6 +37,7 @@ from typing import Callable
 import torch
 
 from kernels import triton_ce, triton_table
+from kernels.availability import triton_import
 from kernels.triton_ce import HAS_TRITON, TRITON_IMPORT_ERROR
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -139,29 +142,29 @@ def _ce_launches(n: int, v: int, dtype_name: str, mode: str, weights: bool, tili
     logits = _meta(n, v, dtype=dtype)
     grad = {"grad new": _meta(n, v, dtype=dtype), "grad in place": logits, "forward only": None}[mode]
     weight = _meta(n) if weights else None
-    config = None  # the launcher's own pick
-    if tiling is not None and tiling != triton_ce.choose_config(n, v, dtype, row_stride=v).tiling:
-        config = triton_ce.rows_config(n, v) if tiling == "rows" else triton_ce.flat_config(v, dtype)
+    chosen = tiling is None or tiling == triton_ce.choose_config(n, v, dtype, row_stride=v).tiling
     calls = triton_ce.kernel_calls(logits, grad, _meta(n, dtype=torch.int64), weight, _meta(1), _meta(n), -100,
-                                   config=config)
+                                   tiling=tiling)
     names = {triton_ce._ce_rows_kernel: "rows", triton_ce._ce_flat_kernel: "flat", triton_ce._ce_loop_kernel: "loop"}
     return [Launch("cross_entropy", kernel, args, options, names[kernel], dtype_name, mode, weights, v, n,
-                   chosen=config is None) for kernel, _, args, options in calls]
+                   chosen=chosen) for kernel, _, args, options in calls]
 
 
 def _table_launches(n: int, v: int, contexts: int, dtype_name: str) -> list[Launch]:
-    """The table launches, mirroring kernels.triton_table's _launch_logsumexp / _launch_rows / _launch_grad."""
+    """The table launches, from kernels.triton_table's launch plan (logsumexp_call, rows_call, grad_call)."""
     dtype = DTYPES[dtype_name]
     config = triton_table.choose_table_config(contexts, v)
     table = _meta(contexts, v, dtype=dtype)
     context, target = _meta(n, dtype=torch.int64), _meta(n, dtype=torch.int64)
     row_max, row_logsum, counts, scale = _meta(contexts), _meta(contexts), _meta(contexts, v), _meta(1)
-    programs = -(-n // config.rows_per_program)
     common = dict(dtype=dtype_name, V=v, N=n)
-    block = dict(BLOCK_C=config.contexts_per_program, BLOCK_V=config.block_v, num_warps=config.context_warps)
-    launches = [Launch("table_cross_entropy", triton_table._table_logsumexp_kernel,
-                       (table, v, row_max, row_logsum, contexts, v), block, config.tiling,
-                       mode="forward", weights=False, **common)]
+
+    def launch(call, tiling, mode, weights):
+        kernel, _, args, options = call
+        return Launch("table_cross_entropy", kernel, args, options, tiling, mode=mode, weights=weights, **common)
+
+    launches = [launch(triton_table.logsumexp_call(table, row_max, row_logsum, config), config.tiling,
+                       "forward", False)]
     # The row kernel: forward with a gradient ("mean"/"sum": partial sums + counts), forward
     # without one, forward of "none" (per-row losses), each with and without weights; and
     # backward of "none" (counts only, weighted by w * grad_output: always a weight).
@@ -169,19 +172,14 @@ def _table_launches(n: int, v: int, contexts: int, dtype_name: str) -> list[Laun
                  ("forward, none", True, False, True), ("backward, none", False, True, False)]
     for mode, write_loss, scatter, row_loss in row_modes:
         for weights in ((True,) if mode == "backward, none" else (False, True)):
-            loss = (_meta(n) if row_loss else _meta(2, programs)) if write_loss else context
-            args = (table, v, context, target, _meta(n) if weights else context,
-                    row_max if write_loss else context, row_logsum if write_loss else context,
-                    loss, counts if scatter else context, n, contexts, v, -100)
-            options = dict(HAS_WEIGHT=weights, ROW_LOSS=row_loss, WRITE_LOSS=write_loss, SCATTER=scatter,
-                           BLOCK_N=config.rows_per_program, num_warps=config.rows_warps)
-            launches.append(Launch("table_cross_entropy", triton_table._table_rows_kernel, args, options, "rows",
-                                   mode=mode, weights=weights, **common))
-    grad = counts if dtype == torch.float32 else _meta(contexts, v, dtype=dtype)
-    launches.append(Launch("table_cross_entropy", triton_table._table_grad_kernel,
-                           (table, v, row_max, row_logsum, counts, grad, scale, contexts, v), block,
-                           config.tiling, mode="backward (over the counts)" if grad is counts else "backward",
-                           weights=False, **common))
+            losses = dict(row_max=row_max, row_logsum=row_logsum, row_loss=row_loss,
+                          loss=triton_table.rows_loss_buffer(n, row_loss, config, "meta")) if write_loss else {}
+            call = triton_table.rows_call(table, context, target, _meta(n) if weights else None, -100, config,
+                                          counts=counts if scatter else None, **losses)
+            launches.append(launch(call, "rows", mode, weights))
+    grad = triton_table.grad_buffer(table, counts)
+    launches.append(launch(triton_table.grad_call(table, row_max, row_logsum, counts, grad, scale, config),
+                           config.tiling, "backward (over the counts)" if grad is counts else "backward", False))
     return launches
 
 
@@ -346,7 +344,7 @@ def static_rows(archs: list[str], launches: list[Launch], log: Callable[[str], N
     import triton
 
     check_archs(archs)
-    if triton_ce._TRITON_IMPORTED_INTERPRETED:
+    if triton_import().interpreted:
         raise RuntimeError("triton was imported under TRITON_INTERPRET=1, so its language library was built for "
                            "the CPU interpreter and cannot compile for a GPU: run without TRITON_INTERPRET")
     # A fresh Triton cache: compile seconds are cold compiles, and line info matches today's source

@@ -8,40 +8,42 @@ The life of the kernel on one screen, as in Triton's fused-softmax tutorial:
     _ce_loop_kernel  one row per program, a loop over V blocks with an online softmax
                      (large vocabularies, V >= 131072 included)
     choose_config    the one place that picks the tiling, block sizes and warps
-    _launch          shapes, strides, grid; writes per-row losses and the gradient
-    TritonCrossEntropy / triton_cross_entropy   the autograd.Function and the public function
+    kernel_calls     the launch plan: (kernel, grid, args, options) per launch, which the
+                     launcher runs and kernels.static compiles
+    loss_and_grad    the launcher: shapes, strides, buffers; per-row losses and the gradient
+    triton_cross_entropy   the public function, through kernels.fused.FusedCrossEntropy
 
 The forward pass writes the final gradient (for a grad_output of 1) while the logits are in
 registers, over the logits themselves when the caller allows it; backward only scales it by
 grad_output. Semantics are those of kernels.reference.torch_cross_entropy.
 
-Triton is imported here and nowhere else. Without Triton the module still imports and says
-why in TRITON_IMPORT_ERROR. The kernels are always built as compilable JITFunctions (so
-`triton.compile(ASTSource(kernel, ...))` works whatever the environment said at import);
-where triton was imported under TRITON_INTERPRET=1 the launcher runs them through Triton's
-CPU interpreter instead.
+Small unaligned vocabularies launch "rows" unless asked for "flat" (`tiling="flat"`, or
+SMALL_V_TILING); kernels.static compiles both for the static report.
+
+Whether Triton imports is kernels.availability's guarded import, tried once; this module (like
+triton_table and static) imports triton only where that said yes. Without Triton it still
+imports, says why in TRITON_IMPORT_ERROR, and defines no kernels. The kernels are always
+built as compilable JITFunctions (so `triton.compile(ASTSource(kernel, ...))` works whatever the
+environment said at import); where triton was imported under TRITON_INTERPRET=1 the launcher
+runs them through Triton's CPU interpreter instead (kernels.availability.runnable).
 """
 from __future__ import annotations
 
-import os
+import functools
 from dataclasses import dataclass
 
 import torch
 
-try:
+from kernels.availability import interpreter_active, require, runnable, triton_import  # noqa: F401 (interpreter_active: re-exported)
+from kernels.fused import fused_cross_entropy
+from kernels.reference import reduce_rows
+
+HAS_TRITON = triton_import().ok
+TRITON_IMPORT_ERROR = triton_import().error
+if HAS_TRITON:
     import triton
     import triton.language as tl
-    from triton.runtime.interpreter import InterpretedFunction
     from triton.runtime.jit import JITFunction
-
-    HAS_TRITON = True
-    TRITON_IMPORT_ERROR = ""
-    # How triton built its language library at its own import: for the interpreter or a GPU.
-    _TRITON_IMPORTED_INTERPRETED = isinstance(tl.max, InterpretedFunction)
-except Exception as exc:  # ImportError, or a broken install failing in its own import
-    HAS_TRITON = False
-    TRITON_IMPORT_ERROR = f"{type(exc).__name__}: {exc}"
-    _TRITON_IMPORTED_INTERPRETED = False
 
 # Whole-row tiling holds a padded row of up to this many columns in registers; wider rows loop.
 MAX_WHOLE_ROW_V = 8192
@@ -53,22 +55,13 @@ LOOP_BLOCK_V = 4096
 # 16 bytes / element size (4 fp32 rows, 8 fp16/bf16 rows), so every tile starts 16-byte
 # aligned, which lets Triton prove the alignment a 128-bit load needs.
 FLAT_MAX_BLOCK_V = 1024
-# Which tiling small, unaligned vocabularies get: "rows" (scalar loads) or "flat" (128-bit
-# loads, a shared-memory regroup). See choose_config for why.
+# Which tiling small, unaligned vocabularies get unless a caller asks (tiling=): "rows" (scalar
+# loads) or "flat" (128-bit loads, a shared-memory regroup). See choose_config for why.
 SMALL_V_TILING = "rows"
+SMALL_V_TILINGS = ("rows", "flat")
 # Tile elements per thread: 16 keeps an sm_90 build near 60-110 registers and spill-free;
 # 32 per thread took 137-206 registers (measured with cuobjdump on this project's CPU machine).
 ELEMENTS_PER_THREAD = 16
-
-
-def interpreter_active() -> bool:
-    """Whether Triton kernels run through its CPU interpreter here and now.
-
-    TRITON_INTERPRET is read at call time; it must also have been set when triton was first
-    imported, because triton builds its own library (tl.max, tl.sum, ...) for one mode then.
-    """
-    env_says = os.environ.get("TRITON_INTERPRET", "0").strip().lower() in ("1", "true", "on", "yes")
-    return env_says and _TRITON_IMPORTED_INTERPRETED
 
 
 def _next_pow2(n: int) -> int:
@@ -92,11 +85,13 @@ class CEConfig:
     num_stages: int
 
 
-def choose_config(n_rows: int, vocab: int, dtype: torch.dtype, row_stride: int | None = None) -> CEConfig:
+def choose_config(n_rows: int, vocab: int, dtype: torch.dtype, row_stride: int | None = None,
+                  small_v_tiling: str | None = None) -> CEConfig:
     """Pick the tiling, block sizes and warps for an (n_rows, vocab) problem of logits `dtype`.
 
     The one function the launcher (and the static report, kernels.static) asks. row_stride:
-    the logits' row stride in elements (None: contiguous, = vocab).
+    the logits' row stride in elements (None: contiguous, = vocab). small_v_tiling: "rows" or
+    "flat" for the shapes where both apply (None: SMALL_V_TILING); elsewhere it changes nothing.
 
     Padded V up to MAX_WHOLE_ROW_V: whole rows, as many per program as fill ROWS_TILE_ELEMENTS
     (V = 27 gives 128 rows of 32 columns) but no more rows than the padded N ("rows"). Where
@@ -105,8 +100,8 @@ def choose_config(n_rows: int, vocab: int, dtype: torch.dtype, row_stride: int |
     LDG.E.U16 for bf16); then, when the rows are contiguous, V is at most FLAT_MAX_BLOCK_V
     and N holds at least one tile, the same rows can be read as one flat run instead ("flat",
     flat_config): 128-bit loads and stores for every dtype, paid for by a regroup through
-    shared memory and more registers. SMALL_V_TILING says which of the two such shapes get:
-    "rows", because compiled for sm_80 and sm_90 (reports/static-*) it has equal or higher
+    shared memory and more registers. SMALL_V_TILING says which of the two such shapes get
+    unless small_v_tiling asks: "rows", because compiled for sm_80 and sm_90 (reports/static-*) it has equal or higher
     theoretical occupancy (V = 27: 103 vs 117 registers at sm_80, 80 vs 127 at sm_90) and no
     shared-memory round trip, and both move the same bytes per thread with coalesced warps;
     flat's gain, 4x (fp32) to 8x (bf16) fewer load instructions, pays only where issuing
@@ -123,7 +118,10 @@ def choose_config(n_rows: int, vocab: int, dtype: torch.dtype, row_stride: int |
         raise ValueError(f"logits must be float32, float16 or bfloat16, got {dtype}")
     if _next_pow2(vocab) > MAX_WHOLE_ROW_V:
         return CEConfig("loop", 1, LOOP_BLOCK_V, _warps_for(LOOP_BLOCK_V), num_stages=1)
-    if SMALL_V_TILING == "flat" and flat_applies(n_rows, vocab, dtype, row_stride):
+    small_v_tiling = SMALL_V_TILING if small_v_tiling is None else small_v_tiling
+    if small_v_tiling not in SMALL_V_TILINGS:
+        raise ValueError(f"small-V tiling must be one of {SMALL_V_TILINGS}, got {small_v_tiling!r}")
+    if small_v_tiling == "flat" and flat_applies(n_rows, vocab, dtype, row_stride):
         return flat_config(vocab, dtype)
     return rows_config(n_rows, vocab)
 
@@ -159,7 +157,7 @@ if HAS_TRITON:
 
     # Built as JITFunction directly, not via @triton.jit: under TRITON_INTERPRET=1 triton.jit
     # would return an InterpretedFunction, which triton.compile cannot build for a GPU.
-    # The launcher wraps them for the interpreter when triton runs in that mode (_runnable).
+    # The launcher wraps them for the interpreter when triton runs in that mode (runnable).
     @JITFunction
     def _ce_rows_kernel(
         logits_ptr, logits_row_stride,
@@ -337,12 +335,7 @@ if HAS_TRITON:
                 tl.store(row_grad + col, grad.to(grad_ptr.dtype.element_ty), mask=col < n_cols)
 
 
-def _runnable(kernel):
-    """The kernel as this process can run it: interpreted when triton was imported under TRITON_INTERPRET=1."""
-    return InterpretedFunction(kernel.fn) if _TRITON_IMPORTED_INTERPRETED else kernel
-
-
-def kernel_calls(logits, grad, target, weight, scale, loss_rows, ignore_index, config=None):
+def kernel_calls(logits, grad, target, weight, scale, loss_rows, ignore_index, config=None, tiling=None):
     """The kernel launches that fill loss_rows (and grad): a list of (kernel, grid, args, options).
 
     logits (N, V) with column stride 1; grad None (forward only) or (N, V) with column stride 1
@@ -350,13 +343,13 @@ def kernel_calls(logits, grad, target, weight, scale, loss_rows, ignore_index, c
     loss_rows (N,) fp32. The launcher runs these; kernels.static compiles them from meta
     tensors, so the static report describes exactly what launches. "flat" covers whole tiles
     and hands the last N % rows_per_program rows to "rows". config: None = choose_config's
-    pick; the static report passes the other small-V layout to compare the two.
+    pick, with tiling as its small_v_tiling (the static report asks for both small-V layouts).
     """
     n_rows, n_cols = logits.shape
     if n_rows == 0:
         return []
     if config is None:
-        config = choose_config(n_rows, n_cols, logits.dtype, row_stride=logits.stride(0))
+        config = choose_config(n_rows, n_cols, logits.dtype, row_stride=logits.stride(0), small_v_tiling=tiling)
     grad_arg = logits if grad is None else grad
     weight_arg = scale if weight is None else weight
     flags = dict(HAS_WEIGHT=weight is not None, WRITE_GRAD=grad is not None)
@@ -390,31 +383,23 @@ def kernel_calls(logits, grad, target, weight, scale, loss_rows, ignore_index, c
     return calls
 
 
-def _launch(
+def loss_and_grad(
     logits: torch.Tensor,
     target: torch.Tensor,
     weight: torch.Tensor | None,
     ignore_index: int,
     reduction: str,
-    write_grad: bool,
+    need_grad: bool,
     overwrite_logits: bool,
+    tiling: str | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Run the fused kernel; return (loss in logits.dtype, gradient for grad_output=1 or None).
 
-    The gradient is the logits tensor itself when overwrite_logits (and its columns are
-    contiguous), else a new (N, V) buffer.
+    The fused backend of kernels.fused. The gradient is the logits tensor itself when
+    overwrite_logits (and its columns are contiguous), else a new (N, V) buffer. tiling: the
+    small-V layout, "rows" or "flat" (None: choose_config's default, SMALL_V_TILING).
     """
-    if not HAS_TRITON:
-        from kernels.dispatch import KernelUnavailableError
-
-        raise KernelUnavailableError(f"Triton does not import here ({TRITON_IMPORT_ERROR})")
-    if logits.device.type != "cuda" and not interpreter_active():
-        from kernels.dispatch import KernelUnavailableError
-
-        raise KernelUnavailableError(
-            f"the Triton kernel needs a CUDA device (got {logits.device}); to run it on CPU through "
-            "Triton's slow interpreter, set TRITON_INTERPRET=1 before triton is first imported"
-        )
+    require("triton", logits.device)
     if logits.dtype not in (torch.float32, torch.float16, torch.bfloat16):
         raise ValueError(f"logits must be float32, float16 or bfloat16, got {logits.dtype}")
     n_rows, n_cols = logits.shape
@@ -427,10 +412,11 @@ def _launch(
             torch.where(valid, weight, 0).sum(dtype=torch.float32))
         scale = (1.0 / denom).reshape(1)
     else:
+        denom = None  # "sum" and "none" divide by nothing
         scale = torch.ones(1, dtype=torch.float32, device=logits.device)
     if weight is not None:
         weight = weight.contiguous()
-    if not write_grad:
+    if not need_grad:
         grad = None
     elif overwrite_logits:
         grad = logits
@@ -441,46 +427,12 @@ def _launch(
         grad = torch.empty((n_rows, n_cols), dtype=logits.dtype, device=logits.device)
     loss_rows = torch.empty(n_rows, dtype=torch.float32, device=logits.device)
 
-    for kernel, grid, args, options in kernel_calls(logits, grad, target, weight, scale, loss_rows, ignore_index):
-        _runnable(kernel)[grid](*args, **options)
+    for kernel, grid, args, options in kernel_calls(logits, grad, target, weight, scale, loss_rows, ignore_index,
+                                                    tiling=tiling):
+        runnable(kernel)[grid](*args, **options)
 
-    if reduction == "none":
-        loss = loss_rows
-    elif reduction == "sum":
-        loss = loss_rows.sum()
-    else:
-        loss = loss_rows.sum() / denom
+    loss = reduce_rows(loss_rows, reduction, denom)
     return loss.to(logits.dtype), grad
-
-
-class TritonCrossEntropy(torch.autograd.Function):
-    """Forward runs the fused kernel and keeps the gradient; backward scales it by grad_output."""
-
-    @staticmethod
-    def forward(ctx, logits, target, weight, ignore_index, reduction, overwrite_logits):
-        loss, grad = _launch(logits, target, weight, ignore_index, reduction,
-                             write_grad=ctx.needs_input_grad[0], overwrite_logits=overwrite_logits)
-        # Kept as an attribute, not save_for_backward: in overwrite mode it is the logits
-        # tensor, whose version we bumped on purpose.
-        ctx.grad = grad
-        ctx.reduction = reduction
-        return loss
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_output):
-        grad = ctx.grad
-        if grad is None:
-            raise RuntimeError(
-                "the Triton cross-entropy gradient was already used: backward scales it in place, "
-                "so it runs once per forward (no retain_graph)"
-            )
-        ctx.grad = None
-        if ctx.reduction == "none":
-            grad.mul_(grad_output.to(grad.dtype)[:, None])
-        else:
-            grad.mul_(grad_output.to(grad.dtype))
-        return grad, None, None, None, None, None
 
 
 def triton_cross_entropy(
@@ -490,6 +442,7 @@ def triton_cross_entropy(
     ignore_index: int = -100,
     reduction: str = "mean",
     overwrite_logits: bool = False,
+    tiling: str | None = None,
 ) -> torch.Tensor:
     """Fused softmax cross-entropy of logits (N, V) against target (N,); see kernels.cross_entropy.
 
@@ -498,6 +451,8 @@ def triton_cross_entropy(
     a gradient needed, the logits buffer is overwritten by the gradient during the forward
     (the caller promises not to read the logits again). No gradient flows to `weight`.
     Targets outside [0, V) other than ignore_index are not checked (no device-side assert):
-    their loss is inf or meaningless.
+    their loss is inf or meaningless. tiling="flat" launches the flat layout for the small,
+    unaligned vocabularies it applies to (see choose_config); None or "rows" the default.
     """
-    return TritonCrossEntropy.apply(logits, target, weight, ignore_index, reduction, overwrite_logits)
+    backend = loss_and_grad if tiling is None else functools.partial(loss_and_grad, tiling=tiling)
+    return fused_cross_entropy(backend, logits, target, weight, ignore_index, reduction, overwrite_logits)

@@ -18,6 +18,8 @@ The life of the kernel on one screen:
     _table_grad_kernel       per context row: W_c = sum(counts[c]); the gradient above, written
                              in the table's dtype (over the counts buffer for fp32 tables)
     choose_table_config      the one place that picks block sizes and warps
+    logsumexp_call / rows_call / grad_call   the launch plan of each kernel: (kernel, grid,
+                             args, options), which the launcher runs and kernels.static compiles
     TritonTableCrossEntropy / triton_table_cross_entropy   the autograd.Function and the public function
 
 The forward runs the first two kernels (and scatters the counts when a gradient is wanted);
@@ -33,12 +35,12 @@ from dataclasses import dataclass
 
 import torch
 
-from kernels.triton_ce import HAS_TRITON, TRITON_IMPORT_ERROR, interpreter_active
+from kernels.availability import require, runnable, triton_import
 
+HAS_TRITON = triton_import().ok
 if HAS_TRITON:
     import triton
     import triton.language as tl
-    from triton.runtime.interpreter import InterpretedFunction
     from triton.runtime.jit import JITFunction
 
 # Context rows of up to this many (padded) columns are one tile; wider rows loop over V blocks.
@@ -101,7 +103,7 @@ def choose_table_config(n_contexts: int, n_cols: int) -> TableConfig:
 if HAS_TRITON:
 
     # JITFunction, not @triton.jit, as in kernels.triton_ce: the kernels stay compilable for a
-    # GPU whatever TRITON_INTERPRET said at import; _runnable picks the interpreter per call.
+    # GPU whatever TRITON_INTERPRET said at import; runnable picks the interpreter per call.
     @JITFunction
     def _table_logsumexp_kernel(
         table_ptr, table_row_stride, row_max_ptr, row_logsum_ptr,
@@ -234,37 +236,74 @@ if HAS_TRITON:
             tl.store(grad_ptr + offsets, grad.to(grad_ptr.dtype.element_ty), mask=mask)
 
 
-def _runnable(kernel):
-    """The kernel as this call must run it: through the CPU interpreter when TRITON_INTERPRET=1."""
-    return InterpretedFunction(kernel.fn) if interpreter_active() else kernel
-
-
 def _check_runnable(table: torch.Tensor) -> None:
-    from kernels.dispatch import KernelUnavailableError
-
-    if not HAS_TRITON:
-        raise KernelUnavailableError(f"Triton does not import here ({TRITON_IMPORT_ERROR})")
-    if table.device.type != "cuda" and not interpreter_active():
-        raise KernelUnavailableError(
-            f"the Triton kernel needs a CUDA device (got {table.device}); set TRITON_INTERPRET=1 "
-            "before importing triton to run it on CPU through the slow interpreter"
-        )
+    require("triton", table.device)
     if table.dtype not in (torch.float32, torch.float16, torch.bfloat16):
         raise ValueError(f"table must be float32, float16 or bfloat16, got {table.dtype}")
 
 
+# The launch plan: one function per kernel gives (kernel, grid, args, options) for the buffers
+# it is handed; the launch helpers below allocate the buffers and run it, and kernels.static
+# compiles the same plan from meta tensors.
+
+
+def logsumexp_call(table, row_max, row_logsum, config: TableConfig):
+    """The launch that fills row_max and row_logsum, each (C,) fp32, for every context row of `table`."""
+    n_contexts, n_cols = table.shape
+    grid = (triton.cdiv(n_contexts, config.contexts_per_program),)
+    return (_table_logsumexp_kernel, grid, (table, table.stride(0), row_max, row_logsum, n_contexts, n_cols),
+            dict(BLOCK_C=config.contexts_per_program, BLOCK_V=config.block_v, num_warps=config.context_warps))
+
+
+def rows_programs(n_rows: int, config: TableConfig) -> int:
+    """Programs of the row kernel (at least 1: the partial-sum buffer has one column per program)."""
+    return max(1, triton.cdiv(n_rows, config.rows_per_program))
+
+
+def rows_loss_buffer(n_rows: int, row_loss: bool, config: TableConfig, device) -> torch.Tensor:
+    """The row kernel's zeroed loss output: (N,) per-row losses, or (2, programs) partial sums."""
+    shape = (n_rows,) if row_loss else (2, rows_programs(n_rows, config))
+    return torch.zeros(shape, dtype=torch.float32, device=device)
+
+
+def rows_call(table, context, target, weight, ignore_index, config: TableConfig, *, row_max=None,
+              row_logsum=None, loss=None, row_loss=False, counts=None):
+    """The row-kernel launch: losses into `loss` when row_max/row_logsum/loss are given, counts when `counts` is."""
+    dummy = context  # a pointer the kernel never reads (flags switch its use off)
+    args = (table, table.stride(0), context, target, dummy if weight is None else weight,
+            dummy if row_max is None else row_max, dummy if row_logsum is None else row_logsum,
+            dummy if loss is None else loss, dummy if counts is None else counts,
+            context.shape[0], table.shape[0], table.shape[1], ignore_index)
+    options = dict(HAS_WEIGHT=weight is not None, ROW_LOSS=row_loss, WRITE_LOSS=row_max is not None,
+                   SCATTER=counts is not None, BLOCK_N=config.rows_per_program, num_warps=config.rows_warps)
+    return _table_rows_kernel, (rows_programs(context.shape[0], config),), args, options
+
+
+def grad_buffer(table, counts) -> torch.Tensor:
+    """Where the table's gradient goes: over the fp32 counts for fp32 tables, else a new buffer in its dtype."""
+    return counts if table.dtype == torch.float32 else torch.empty(table.shape, dtype=table.dtype, device=table.device)
+
+
+def grad_call(table, row_max, row_logsum, counts, grad, scale, config: TableConfig):
+    """The launch that writes the (C, V) table gradient into `grad` (which may be `counts`)."""
+    n_contexts, n_cols = table.shape
+    grid = (triton.cdiv(n_contexts, config.contexts_per_program),)
+    return (_table_grad_kernel, grid,
+            (table, table.stride(0), row_max, row_logsum, counts, grad, scale, n_contexts, n_cols),
+            dict(BLOCK_C=config.contexts_per_program, BLOCK_V=config.block_v, num_warps=config.context_warps))
+
+
+def _run(call) -> None:
+    kernel, grid, args, options = call
+    runnable(kernel)[grid](*args, **options)
+
+
 def _launch_logsumexp(table: torch.Tensor, config: TableConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """(row_max, row_logsum), each (C,) fp32, of every context row of `table`."""
-    n_contexts, n_cols = table.shape
-    row_max = torch.empty(n_contexts, dtype=torch.float32, device=table.device)
+    row_max = torch.empty(table.shape[0], dtype=torch.float32, device=table.device)
     row_logsum = torch.empty_like(row_max)
-    if n_contexts > 0:
-        grid = (triton.cdiv(n_contexts, config.contexts_per_program),)
-        _runnable(_table_logsumexp_kernel)[grid](
-            table, table.stride(0), row_max, row_logsum, n_contexts, n_cols,
-            BLOCK_C=config.contexts_per_program, BLOCK_V=config.block_v,
-            num_warps=config.context_warps,
-        )
+    if table.shape[0] > 0:
+        _run(logsumexp_call(table, row_max, row_logsum, config))
     return row_max, row_logsum
 
 
@@ -275,41 +314,21 @@ def _launch_rows(table, context, target, weight, ignore_index, config, *, row_ma
     Returns the loss buffer: (N,) per-row losses if row_loss, else (2, programs) partial
     sums (loss, weight of non-ignored rows); None if no loss was asked for.
     """
-    n_rows = context.shape[0]
-    programs = max(1, triton.cdiv(n_rows, config.rows_per_program))
-    write_loss = row_max is not None
     loss = None
-    if write_loss:
-        shape = (n_rows,) if row_loss else (2, programs)
-        loss = torch.zeros(shape, dtype=torch.float32, device=table.device)
-    if n_rows == 0 or not (write_loss or counts is not None):
+    if row_max is not None:
+        loss = rows_loss_buffer(context.shape[0], row_loss, config, table.device)
+    if context.shape[0] == 0 or (loss is None and counts is None):
         return loss
-    dummy = context  # a pointer the kernel never reads (flags switch its use off)
-    _runnable(_table_rows_kernel)[(programs,)](
-        table, table.stride(0), context, target, dummy if weight is None else weight,
-        dummy if row_max is None else row_max, dummy if row_logsum is None else row_logsum,
-        dummy if loss is None else loss, dummy if counts is None else counts,
-        n_rows, table.shape[0], table.shape[1], ignore_index,
-        HAS_WEIGHT=weight is not None, ROW_LOSS=row_loss, WRITE_LOSS=write_loss,
-        SCATTER=counts is not None, BLOCK_N=config.rows_per_program,
-        num_warps=config.rows_warps,
-    )
+    _run(rows_call(table, context, target, weight, ignore_index, config, row_max=row_max,
+                   row_logsum=row_logsum, loss=loss, row_loss=row_loss, counts=counts))
     return loss
 
 
 def _launch_grad(table, row_max, row_logsum, counts, scale, config) -> torch.Tensor:
     """The (C, V) gradient of the table in its dtype; over `counts` itself for fp32 tables."""
-    n_contexts, n_cols = table.shape
-    grad = counts if table.dtype == torch.float32 else torch.empty(
-        (n_contexts, n_cols), dtype=table.dtype, device=table.device)
-    if n_contexts > 0:
-        grid = (triton.cdiv(n_contexts, config.contexts_per_program),)
-        _runnable(_table_grad_kernel)[grid](
-            table, table.stride(0), row_max, row_logsum, counts, grad, scale,
-            n_contexts, n_cols,
-            BLOCK_C=config.contexts_per_program, BLOCK_V=config.block_v,
-            num_warps=config.context_warps,
-        )
+    grad = grad_buffer(table, counts)
+    if table.shape[0] > 0:
+        _run(grad_call(table, row_max, row_logsum, counts, grad, scale, config))
     return grad
 
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import kernels
-from kernels import triton_ce
+from kernels import availability, triton_ce
 from kernels.reference import manual_cross_entropy, torch_cross_entropy
 
 pytestmark = pytest.mark.skipif(
@@ -70,8 +70,9 @@ def loss_and_grad(fn, data, cols, target, weight, ignore_index, reduction, devic
     return loss.detach(), leaf.grad[:, cols]
 
 
-def ours(logits, target, weight, ignore_index, reduction, overwrite_logits=False):
-    return triton_ce.triton_cross_entropy(logits, target, weight, ignore_index, reduction, overwrite_logits)
+def ours(logits, target, weight, ignore_index, reduction, overwrite_logits=False, tiling=None):
+    return triton_ce.triton_cross_entropy(logits, target, weight, ignore_index, reduction, overwrite_logits,
+                                          tiling=tiling)
 
 
 def check_against_reference(data, cols, target, weight, ignore_index, reduction, device=CPU):
@@ -176,6 +177,26 @@ def test_flat_tiling_on_small_shapes(monkeypatch, n, v, rows, dtype, reduction, 
     atol, rtol = TOL[dtype]
     torch.testing.assert_close(got_loss, ref_loss, atol=atol, rtol=rtol)
     torch.testing.assert_close(got_grad, ref_grad, atol=atol, rtol=rtol)
+
+
+@pytest.mark.parametrize("dtype, overwrite", [(torch.float32, False), (torch.bfloat16, True)])
+def test_flat_tiling_by_option_at_its_real_tile_size(dtype, overwrite):
+    """tiling="flat" is how the flat layout launches (the static report compiles the same plan)."""
+    n, v = 300, 27  # two flat tiles of 128 rows and a 44-row tail for "rows"
+    data, cols, target, weight, ignore_index = make_inputs(n, v, dtype=dtype, ignore=-100, weighted=True)
+    plan = lambda tiling: [kernel for kernel, *_ in triton_ce.kernel_calls(  # noqa: E731
+        data, data, target, weight, torch.ones(1), torch.empty(n), ignore_index, tiling=tiling)]
+    assert plan("flat") == [triton_ce._ce_flat_kernel, triton_ce._ce_rows_kernel]
+    assert plan("rows") == [triton_ce._ce_rows_kernel]
+    assert plan(None) == plan(triton_ce.SMALL_V_TILING)
+    got_loss, got_grad = loss_and_grad(ours, data, cols, target, weight, ignore_index, "mean",
+                                       overwrite_logits=overwrite, tiling="flat")
+    ref_loss, ref_grad = loss_and_grad(torch_cross_entropy, data, cols, target, weight, ignore_index, "mean")
+    atol, rtol = TOL[dtype]
+    torch.testing.assert_close(got_loss, ref_loss, atol=atol, rtol=rtol)
+    torch.testing.assert_close(got_grad, ref_grad, atol=atol, rtol=rtol)
+    with pytest.raises(ValueError, match="small-V tiling"):
+        ours(data, target, weight, ignore_index, "mean", tiling="loop")
 
 
 @pytest.mark.filterwarnings("ignore:.*encountered in:RuntimeWarning")
@@ -344,7 +365,7 @@ def test_dispatch_refuses_cpu_without_interpreter(monkeypatch, setting):
         monkeypatch.setenv("TRITON_INTERPRET", setting)
     else:  # triton's own library was then built for a GPU: the interpreter cannot run it
         monkeypatch.setenv("TRITON_INTERPRET", "1")
-        monkeypatch.setattr(triton_ce, "_TRITON_IMPORTED_INTERPRETED", False)
+        monkeypatch.setattr(availability, "triton_import", lambda: availability.TritonImport(True, "", False))
     data, _, target, _, _ = make_inputs(4, 27)
     assert not kernels.backend_available("triton", "cpu")[0]
     with pytest.raises(kernels.KernelUnavailableError, match="TRITON_INTERPRET"):
@@ -357,6 +378,7 @@ def test_dispatch_refuses_cpu_without_interpreter(monkeypatch, setting):
 def test_module_imports_without_triton(monkeypatch):
     """A copy of the module loaded where `import triton` fails still imports and says why."""
     monkeypatch.setitem(sys.modules, "triton", None)
+    monkeypatch.setattr(availability, "triton_import", availability.triton_import.__wrapped__)  # not the cached answer
     spec = importlib.util.spec_from_file_location("triton_ce_without_triton", triton_ce.__file__)
     module = importlib.util.module_from_spec(spec)
     monkeypatch.setitem(sys.modules, spec.name, module)  # dataclasses look their module up
