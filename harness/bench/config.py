@@ -125,18 +125,16 @@ def make_bench_config(args: argparse.Namespace) -> BenchConfig:
         raise HarnessError(f"--passes: unknown {', '.join(bad) or '(none given)'}; choose among {', '.join(PASSES)}")
     passes = tuple(p for p in PASSES if p in passes)
 
-    if args.repetitions < 1:
-        raise HarnessError(f"--repetitions must be >= 1 (20 or more for a report), got {args.repetitions}")
-    if args.warmup < 0:
-        raise HarnessError(f"--warmup must be >= 0, got {args.warmup}")
-    if args.table_contexts < 1:
-        raise HarnessError(f"--table-contexts must be >= 1, got {args.table_contexts}")
-    if args.max_logits_mib < 0:
-        raise HarnessError(f"--max-logits-mib must be >= 0 (0 = the device's default), got {args.max_logits_mib}")
-    if args.copy_mib < 1:
-        raise HarnessError(f"--copy-mib must be >= 1, got {args.copy_mib}")
-    if args.max_seconds < 0:
-        raise HarnessError(f"--max-seconds must be >= 0 (0 = no limit), got {args.max_seconds}")
+    for option, value, minimum, why in (("--repetitions", args.repetitions, 1, " (20 or more for a report)"),
+                                        ("--warmup", args.warmup, 0, ""),
+                                        ("--table-contexts", args.table_contexts, 1, ""),
+                                        ("--max-logits-mib", args.max_logits_mib, 0, " (0 = the device's default)"),
+                                        ("--copy-mib", args.copy_mib, 1, ""),
+                                        ("--max-seconds", args.max_seconds, 0, " (0 = no limit)"),
+                                        ("--train-steps", args.train_steps, 1, ""),
+                                        ("--train-repeats", args.train_repeats, 1, "")):
+        if value < minimum:
+            raise HarnessError(f"{option} must be >= {minimum}{why}, got {value}")
 
     suites = tuple(dict.fromkeys(split_list(args.suite))) if args.suite else (("loss",) if args.quick else DEFAULTS.suites)
     bad = [x for x in suites if x not in SUITES]
@@ -145,10 +143,6 @@ def make_bench_config(args: argparse.Namespace) -> BenchConfig:
     orders = tuple(dict.fromkeys(parse_size(x, "--orders") for x in (split_list(args.orders) or map(str, DEFAULTS.orders))))
     if not orders or any(o < 2 or o > 4 for o in orders):
         raise HarnessError(f"--orders: the training benchmark takes orders 2 to 4 (a table of V^(n-1) rows), got {args.orders}")
-    if args.train_steps < 1:
-        raise HarnessError(f"--train-steps must be >= 1, got {args.train_steps}")
-    if args.train_repeats < 1:
-        raise HarnessError(f"--train-repeats must be >= 1, got {args.train_repeats}")
     max_logits_mib = args.max_logits_mib or (2048.0 if device.type == "cuda" else 1024.0)
     copy_mib = args.copy_mib
     if args.quick and copy_mib == DEFAULTS.copy_mib:
