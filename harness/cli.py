@@ -300,12 +300,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num", type=int, default=20, help="names to sample (default %(default)s)")
     p.add_argument("--lecture", action="store_true", help="draw one name at a time exactly as the lecture does")
     p = sub.add_parser("bench", help="benchmark the loss backends against F.cross_entropy")
-    try:
-        from harness.bench.loss import add_bench_arguments
-    except ImportError:
-        add_bench_arguments = None
-    if add_bench_arguments is not None:
-        add_bench_arguments(p)
+    from harness.bench.main import add_bench_arguments
+
+    add_bench_arguments(p)
     return parser
 
 
@@ -325,7 +322,7 @@ def main(argv=None) -> int:
         if args.command == "sample":
             return cmd_sample(args)
         if args.command == "bench":
-            from harness.bench.loss import bench_main
+            from harness.bench.main import bench_main
 
             return bench_main(args)
     except HarnessError as exc:

@@ -1,32 +1,26 @@
-"""The benchmark's structure (bench.csv, bench.md, bench.png), its verification, and its options.
+"""The loss suite: the structure of bench.csv, bench.md and bench.png, and its verification.
 
 Timings are not checked: shared CPU machines are too noisy for that. The grids here are tiny so
 the file runs in seconds.
 """
-import argparse
 import subprocess
 import sys
 
 import pandas as pd
 import pytest
-import torch
 
 from harness.bench import loss as bench
+from harness.bench.config import BenchConfig, make_bench_config
 from harness.core.errors import HarnessError
 from kernels import reference
+from tests.bench.helpers import parse
 from tests.conftest import REPO
 
 BACKENDS = ["torch", "manual", "triton", "triton-inplace", "table-torch"]
 
 
-def parse(*argv: str) -> argparse.Namespace:
-    parser = argparse.ArgumentParser()
-    bench.add_bench_arguments(parser)
-    return parser.parse_args(list(argv))
-
-
-def tiny_config(out, *extra: str) -> bench.BenchConfig:
-    return bench.make_bench_config(parse(
+def tiny_config(out, *extra: str) -> BenchConfig:
+    return make_bench_config(parse(
         "--device", "cpu", "--out", str(out), "--n", "64", "--v", "27", "--dtype", "fp32",
         "--backends", "torch,manual", "--repetitions", "2", "--warmup", "1", "--copy-mib", "4", *extra))
 
@@ -138,53 +132,11 @@ def test_keep_going_records_the_failure_and_goes_on(tmp_path, monkeypatch):
     assert len(env["failures"]) == 2
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--dtype", "fp8"], "--dtype"),
-    (["--backends", "torch,cudnn"], "--backends"),
-    (["--passes", "bwd"], "--passes"),
-    (["--n", "many"], "--n"),
-    (["--v", "1"], "--v"),
-    (["--repetitions", "0"], "--repetitions"),
-    (["--warmup", "-1"], "--warmup"),
-    (["--table-contexts", "0"], "--table-contexts"),
-    (["--copy-mib", "0"], "--copy-mib"),
-    (["--max-seconds", "-1"], "--max-seconds"),
-    (["--device", "tpu"], "--device"),
-])
-def test_bad_options_name_the_option(argv, message):
-    with pytest.raises(HarnessError, match=message):
-        bench.make_bench_config(parse("--device", "cpu", *argv) if "--device" not in argv else parse(*argv))
-
-
-@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA, so --device cuda is valid here")
-def test_cuda_without_cuda_is_a_clear_error():
-    with pytest.raises(HarnessError, match="no CUDA device"):
-        bench.make_bench_config(parse("--device", "cuda"))
-
-
-def test_default_grids():
-    cpu = torch.device("cpu")
-    assert bench.default_shapes(cpu, False, [], []) == [(2**24 // v, v) for v in (27, 729, 4096, 32768)]
-    quick = bench.default_shapes(cpu, True, [], [])
-    assert len(quick) <= 3 and all(n * v <= 2**18 for n, v in quick)
-    assert bench.default_shapes(cpu, False, [10, 20], [27]) == [(10, 27), (20, 27)]
-    config = bench.make_bench_config(parse("--device", "cpu", "--n", "2^10", "1024,2**11", "--v", "27"))
-    assert config.shapes == ((1024, 27), (2048, 27))  # 2^10 and 1024 are one N
-    assert config.backends == tuple(bench.VARIANTS) and config.repetitions >= 20
-
-
 def test_shapes_beyond_the_memory_budget_are_skipped_with_the_reason(tmp_path):
     config = tiny_config(tmp_path, "--max-logits-mib", "0.001")
     rows, _ = bench.run_bench(config, log=lambda line: None)
     skipped = [r for r in rows if r["backend"] == "*"]
     assert len(skipped) == 1 and "exceed the budget" in skipped[0]["note"]
-
-
-def test_cli_turns_a_bad_option_into_exit_status_2(capsys):
-    from harness.cli import main
-
-    assert main(["bench", "--device", "cpu", "--dtype", "fp8"]) == 2
-    assert "--dtype" in capsys.readouterr().err
 
 
 def test_triton_variants_verify_under_the_interpreter(tmp_path, monkeypatch):
@@ -194,7 +146,7 @@ def test_triton_variants_verify_under_the_interpreter(tmp_path, monkeypatch):
     if not interpreter_active():
         pytest.skip("needs TRITON_INTERPRET=1 before triton imports (conftest sets it where CUDA is missing)")
     monkeypatch.setattr(bench, "variant_unavailable", lambda name, device: "")
-    config = bench.make_bench_config(parse(
+    config = make_bench_config(parse(
         "--device", "cpu", "--out", str(tmp_path), "--n", "64", "--v", "27", "--dtype", "fp32,bf16",
         "--backends", "torch,triton,triton-inplace,table-torch,table-triton", "--repetitions", "2", "--warmup", "1",
         "--copy-mib", "4", "--table-contexts", "27"))
@@ -222,62 +174,3 @@ def test_quick_bench_on_cuda(tmp_path):
     assert (measured.status == "ok").all(), measured[measured.status != "ok"][["backend", "pass", "note"]]
     assert (measured.verified == "yes").all() and (measured.peak_extra_mib >= 0).all()
     assert "needs CUDA" not in (out / "bench.md").read_text()
-
-
-NAMES = ["emma", "olivia", "ava", "isabella", "sophia", "mia", "amelia", "harper", "evelyn", "abigail",
-         "liam", "noah", "oliver", "elijah", "james", "william", "benjamin", "lucas", "henry", "theodore"]
-
-
-def needs_train_api():
-    from harness.train.fit import GradientSettings
-
-    if "input" not in GradientSettings.__dataclass_fields__:
-        pytest.skip("harness.train.fit.GradientSettings has no input paths (table/index/onehot/counts) in this tree")
-
-
-def train_config(tmp_path, *extra: str) -> bench.BenchConfig:
-    needs_train_api()
-    corpus = tmp_path / "names.txt"
-    corpus.write_text("\n".join(NAMES * 3) + "\n")
-    return bench.make_bench_config(parse(
-        "--device", "cpu", "--out", str(tmp_path / "out"), "--suite", "train", "--corpus", str(corpus),
-        "--orders", "2,3", "--backends", "torch,manual,triton", "--train-steps", "3", "--train-repeats", "1", *extra))
-
-
-def test_training_bench_rows_and_report(tmp_path):
-    from harness.cli import main
-
-    config = train_config(tmp_path)
-    rows = bench.run_train_bench(config, log=lambda line: None)
-    by = {(r["variant"], r["order"]): r for r in rows}
-    for order in (2, 3):
-        assert by[("index-torch", order)]["speedup_vs_eager"] == 1.0
-        counts = by[("counts", order)]
-        assert counts["status"] == "ok" and counts["verified"] == "yes" and counts["grad_err"] < 1e-6
-        assert by[("index-manual", order)]["status"] == "ok"
-        assert "needs CUDA" in by[("index-triton", order)]["note"]
-        assert abs(counts["last_loss"] - by[("index-torch", order)]["last_loss"]) < 1e-4
-    assert ("index-compiled", 2) not in by  # --backends leaves the compiled backend out
-    argv = ["bench", "--device", "cpu", "--out", str(tmp_path / "cli"), "--suite", "train", "--corpus",
-            str(tmp_path / "names.txt"), "--orders", "2", "--backends", "torch", "--train-steps", "2", "--train-repeats", "1"]
-    assert main(argv) == 0
-    df = pd.read_csv(tmp_path / "cli" / "train.csv", keep_default_na=False, na_values=[""])
-    assert list(df.columns) == bench.TRAIN_CSV_COLUMNS and set(df.variant) == {"index-torch", "onehot-torch", "counts"}
-    md = (tmp_path / "cli" / "bench.md").read_text()
-    assert "## Environment" in md and "## Training" in md and "### order 2" in md and "**" in md
-
-
-def test_a_wrong_backend_fails_the_training_check(tmp_path, monkeypatch):
-    original = reference.manual_cross_entropy
-    monkeypatch.setattr(reference, "manual_cross_entropy", lambda *a, **k: original(*a, **k) * 1.1)
-    with pytest.raises(HarnessError, match="index-manual .*leaves the baseline's losses"):
-        bench.run_train_bench(train_config(tmp_path), log=lambda line: None)
-
-
-def test_suite_defaults_and_validation():
-    assert bench.make_bench_config(parse("--device", "cpu")).suites == ("loss", "train")
-    assert bench.make_bench_config(parse("--device", "cpu", "--quick")).suites == ("loss",)
-    for argv, option in ((["--suite", "speed"], "--suite"), (["--orders", "1"], "--orders"),
-                         (["--train-steps", "0"], "--train-steps"), (["--train-repeats", "0"], "--train-repeats")):
-        with pytest.raises(HarnessError, match=option):
-            bench.make_bench_config(parse("--device", "cpu", *argv))

@@ -126,12 +126,12 @@ def test_access_widths_from_sass_opcodes():
 
 
 def test_report_renders_from_the_csv(rows, tmp_path):
-    from harness.bench.static import render_markdown
+    from harness.bench.static_markdown import render_static
 
     table = rows.drop(columns=["compile_key"]).assign(machine="test", python="3", torch=torch.__version__,
                                                       triton="x", git_commit="abc", timestamp="now")
     table.to_csv(tmp_path / "static.csv", index=False)
-    text = render_markdown(tmp_path / "static.csv", ARCHS, 729, 1)
+    text = render_static(tmp_path / "static.csv", ARCHS, 729, 1)
     assert "No kernel ran and nothing here is a GPU time" in text
     assert f"The launcher picks **{triton_ce.SMALL_V_TILING}**" in text
     for arch in ARCHS:

@@ -1,0 +1,106 @@
+"""harness.bench.common: timing, the CSV writer and its merge, the command line, the shared option parsers."""
+import sys
+import time
+
+import pandas as pd
+import pytest
+import torch
+
+from harness.bench import common
+from harness.core.errors import HarnessError
+
+CPU = torch.device("cpu")
+
+
+def test_time_call_quantiles_are_ordered_and_near_a_known_sleep():
+    median, p20, p80, reps = common.time_call(lambda: time.sleep(0.002), CPU, repetitions=5, warmup=1)
+    assert reps == 5 and p20 <= median <= p80
+    assert 2.0 <= median < 50.0  # a 2 ms sleep: never shorter, and not wildly longer even on a busy machine
+
+
+def test_timed_repeats_a_short_step_and_runs_a_long_one_once():
+    calls = []
+    seconds, repeats = common.timed(lambda: calls.append(1), CPU, min_seconds=0.01, max_repeats=7)
+    assert repeats == 7 and len(calls) == 8 and seconds >= 0  # one untimed call, then the repeats
+    calls.clear()
+    seconds, repeats = common.timed(lambda: (calls.append(1), time.sleep(0.02)), CPU, min_seconds=0.01)
+    assert repeats == 1 and len(calls) == 1 and seconds >= 0.02
+
+
+def test_torch_threads_sets_and_restores():
+    before = torch.get_num_threads()
+    with common.torch_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with pytest.raises(HarnessError, match="--threads"):
+        with common.torch_threads(0):
+            pass
+
+
+def test_triton_is_listed_as_needing_cuda_on_cpu():
+    assert "needs CUDA" in common.backend_unavailable("triton", CPU)
+    assert common.backend_unavailable("torch", CPU) == ""
+
+
+def test_provenance_names_where_a_row_came_from():
+    prov = common.provenance(CPU, nltk=True)
+    for key in ("device", "device_name", "machine", "load_avg", "torch", "triton", "python", "nltk", "git_commit",
+                "timestamp"):
+        assert prov[key] not in (None, ""), key
+    assert prov["device"] == "cpu" and prov["torch"] == torch.__version__
+    assert "nltk" not in common.provenance(CPU)
+    assert common.device_kind(CPU) == "cpu"
+
+
+def test_write_rows_keeps_the_columns_and_merges_by_key(tmp_path):
+    path = tmp_path / "rows.csv"
+    columns = ["corpus", "order", "value", "note"]
+    common.write_rows([{"corpus": "a", "order": 2, "value": 1.0, "extra": "dropped"},
+                       {"corpus": "a", "order": 3, "value": 2.0}], path, columns, key=["corpus", "order"])
+    common.write_rows([{"corpus": "a", "order": 3, "value": 5.0, "note": "n/a"},
+                       {"corpus": "b", "order": 2, "value": 7.0}], path, columns, key=["corpus", "order"])
+    df = common.read_rows(path)
+    assert list(df.columns) == columns
+    got = {(r.corpus, r.order): r.value for r in df.itertuples()}
+    assert got == {("a", 2): 1.0, ("a", 3): 5.0, ("b", 2): 7.0}  # (a, 3) replaced, the others kept
+    assert df.loc[df.value == 5.0, "note"].iloc[0] == "n/a"  # text stays text, empty cells are NaN
+    assert df.loc[df.value == 1.0, "note"].isna().all()
+    common.write_rows([{"corpus": "c", "order": 4, "value": 0.5}], path, columns)  # no key: replaced
+    assert len(pd.read_csv(path)) == 1
+
+
+def test_command_line_only_when_run_as_bench(monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["python -m harness", "bench", "--quick", "--out", "a b"])
+    assert common.command_line() == "python -m harness bench --quick --out 'a b'"
+    monkeypatch.setattr(sys, "argv", ["pytest", "tests"])
+    assert common.command_line() == ""
+
+
+def test_out_dir_is_the_given_one_or_stamped_under_reports(tmp_path):
+    assert common.out_dir_for(str(tmp_path), "bench", CPU) == tmp_path
+    stamped = common.out_dir_for(None, "counting", CPU)
+    assert stamped.parent.name == "reports" and stamped.name.startswith("counting-cpu-")
+
+
+@pytest.mark.parametrize("text, value", [("4096", 4096), ("2^12", 4096), ("2**10", 1024), ("1", 1)])
+def test_parse_size(text, value):
+    assert common.parse_size(text, "--n") == value
+
+
+@pytest.mark.parametrize("text", ["many", "0", "2^"])
+def test_parse_size_names_the_option(text):
+    with pytest.raises(HarnessError, match="--v"):
+        common.parse_size(text, "--v")
+
+
+def test_split_list():
+    assert common.split_list(["a,b", " c  d ", ""]) == ["a", "b", "c", "d"]
+    assert common.split_list(None) == []
+
+
+def test_parse_orders():
+    assert common.parse_orders(None, (2, 3)) == (2, 3)
+    assert common.parse_orders(["4,2", "2 5"], (2,)) == (4, 2, 5)
+    for bad in (["two"], ["0"], ["2,-1"]):
+        with pytest.raises(HarnessError, match="--orders"):
+            common.parse_orders(bad, (2,))

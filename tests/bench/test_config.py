@@ -1,0 +1,51 @@
+"""`bench` options into a BenchConfig: the device's grids, the suites, and errors that name the option."""
+import pytest
+import torch
+
+from harness.bench import config as bench
+from harness.core.errors import HarnessError
+from tests.bench.helpers import parse
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--dtype", "fp8"], "--dtype"),
+    (["--backends", "torch,cudnn"], "--backends"),
+    (["--passes", "bwd"], "--passes"),
+    (["--n", "many"], "--n"),
+    (["--v", "1"], "--v"),
+    (["--repetitions", "0"], "--repetitions"),
+    (["--warmup", "-1"], "--warmup"),
+    (["--table-contexts", "0"], "--table-contexts"),
+    (["--copy-mib", "0"], "--copy-mib"),
+    (["--max-seconds", "-1"], "--max-seconds"),
+    (["--device", "tpu"], "--device"),
+])
+def test_bad_options_name_the_option(argv, message):
+    with pytest.raises(HarnessError, match=message):
+        bench.make_bench_config(parse("--device", "cpu", *argv) if "--device" not in argv else parse(*argv))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA, so --device cuda is valid here")
+def test_cuda_without_cuda_is_a_clear_error():
+    with pytest.raises(HarnessError, match="no CUDA device"):
+        bench.make_bench_config(parse("--device", "cuda"))
+
+
+def test_default_grids():
+    cpu = torch.device("cpu")
+    assert bench.default_shapes(cpu, False, [], []) == [(2**24 // v, v) for v in (27, 729, 4096, 32768)]
+    quick = bench.default_shapes(cpu, True, [], [])
+    assert len(quick) <= 3 and all(n * v <= 2**18 for n, v in quick)
+    assert bench.default_shapes(cpu, False, [10, 20], [27]) == [(10, 27), (20, 27)]
+    config = bench.make_bench_config(parse("--device", "cpu", "--n", "2^10", "1024,2**11", "--v", "27"))
+    assert config.shapes == ((1024, 27), (2048, 27))  # 2^10 and 1024 are one N
+    assert config.backends == tuple(bench.VARIANTS) and config.repetitions >= 20
+
+
+def test_suite_defaults_and_validation():
+    assert bench.make_bench_config(parse("--device", "cpu")).suites == ("loss", "train")
+    assert bench.make_bench_config(parse("--device", "cpu", "--quick")).suites == ("loss",)
+    for argv, option in ((["--suite", "speed"], "--suite"), (["--orders", "1"], "--orders"),
+                         (["--train-steps", "0"], "--train-steps"), (["--train-repeats", "0"], "--train-repeats")):
+        with pytest.raises(HarnessError, match=option):
+            bench.make_bench_config(parse("--device", "cpu", *argv))
