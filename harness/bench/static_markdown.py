@@ -18,7 +18,7 @@ def render_static(csv_path: Path, archs: list[str], contexts: int, unique_compil
         f"# Static compile facts: {', '.join(archs)}",
         "",
         "What a GPU would run, read on a machine without one. Every kernel launch the launchers "
-        "(`kernels.triton_ce.kernel_calls`, the three launch helpers of `kernels.triton_table`) would make on the "
+        "(`kernels.triton_ce.kernel_calls`, `logsumexp_call` / `rows_call` / `grad_call` of `kernels.triton_table`) would make on the "
         "GPU bench grid was specialised as Triton's JIT would specialise it (pointers 16-byte aligned, "
         "integers that are multiples of 16 marked divisible: a row stride of 4096 is, one of 27 or 729 is not), "
         "compiled with `triton.compile` for each architecture, and read back with the tools in Triton's wheel "
@@ -126,7 +126,7 @@ def _small_v_paragraph(df, tiling: str) -> str:
         "shared-memory round trip; flat's gain, 4x (fp32) to 8x (bf16) fewer load and store instructions, "
         "matters only where issuing memory instructions rather than DRAM bandwidth limits the kernel, which only a "
         "GPU timing can show, and none has been taken. The flat layout is tested under the interpreter and "
-        "selectable by setting SMALL_V_TILING = \"flat\"."
+        "launched only when asked for, with `tiling=\"flat\"`."
     )
 
 
