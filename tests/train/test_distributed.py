@@ -10,6 +10,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from harness.core.constants import LECTURE_SEED
 from harness.train import distributed
 from harness.cli import main
 from harness.data.corpus import expand_corpus, load_corpus
@@ -23,7 +24,7 @@ pytestmark = pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_availa
                                 reason="torch.distributed with the gloo backend is not available in this torch build")
 
 WORLD = 2
-SEED = 2147483647
+SEED = LECTURE_SEED
 CORPUS = "ssa:1900"  # 3,394 names, 23 K windows: small enough for 2 processes on 2 cores
 WEIGHTED = "ssa-births:1900"
 STREAM_BUDGET = {"weighted": 4096, "expanded": 2**20}  # bytes: ~100-250 chunks, so shards are cut mid-stream
