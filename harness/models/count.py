@@ -3,9 +3,8 @@
 Count models smooth weighted counts with add-k ("fake counts", the lecture's k = 1). Both
 implement the model protocol (harness.models.protocol.NGramModel); a dense model also gives its
 (V^(n-1), V) table through `log_prob_table()` / `probs_table()`, the fast path of evaluation
-and sampling. Where
-that table is past the memory budget (a trigram over the 4 K characters of world names would be
-680 GB), `SparseCountModel` keeps only the observed n-grams and answers `score` and
+and sampling. Where that table is past the memory budget (a trigram over the 4 K characters of
+world names would be 680 GB), `SparseCountModel` keeps only the observed n-grams and answers `score` and
 `next_token_probs` with the same add-k smoothing; `fit_add_k` picks one or the other.
 """
 from __future__ import annotations
@@ -13,13 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from harness.core.errors import HarnessError
 from harness.data.ngrams import Windows, WindowStream, count
 from harness.models.gradient import GradientModel  # noqa: F401 - its old home; harness.bench.loss imports it from here
 from harness.models.protocol import NGramModel
 from harness.models.tables import DEFAULT_TABLE_BUDGET_BYTES, check_dense_table, dense_table_fits
+
 
 def smoothed_log_probs(counts: torch.Tensor, k: float) -> torch.Tensor:
     """log((counts + k) / (row total + k V)) in float64.

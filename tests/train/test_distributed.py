@@ -14,7 +14,6 @@ from harness.core.constants import LECTURE_SEED
 from harness.train import distributed
 from harness.cli import main
 from harness.data.corpus import expand_corpus, load_corpus
-from harness.evaluation.evaluate import mean_nll
 from harness.data.ngrams import WindowStream, count, count_chunked, windows
 from harness.data.splits import split_corpus
 from harness.train.fit import GradientSettings, fit_count, fit_gradient
