@@ -1,4 +1,6 @@
-"""Command line: the only place that parses strings, prints, or exits.
+"""Command line: the subcommands' flags and what each prints; errors users cause (HarnessError) end here
+as one line and exit status 2. (Progress lines come from harness.core.progress, the bench suites print
+their own tables, and run configuration strings are parsed in harness.run.config.)
 
     python -m harness run        train and evaluate a grid, write a report
     python -m harness corpora    list the built-in corpora
@@ -17,8 +19,9 @@ from pathlib import Path
 
 import torch
 
+from harness.bench.main import add_bench_arguments
 from harness.train import distributed
-from harness.run.config import DEFAULTS, load_grid_file, make_run_config, parse_smoothing, resolve_device, validate_order
+from harness.run.config import DEFAULTS, LOSSES, load_grid_file, make_run_config, parse_smoothing, resolve_device, validate_order
 from harness.data.corpus import builtin_corpora, load_corpus, ssa_names
 from harness.core.errors import HarnessError
 from harness.core.progress import Progress
@@ -49,7 +52,7 @@ def add_run_parser(sub) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress output")
     add_corpus_options(p, run=True)
     g = p.add_argument_group("gradient models (defaults are the lecture's)")
-    g.add_argument("--loss", dest="losses", help=f"loss backends, one configuration each: triton,compiled,torch,manual (default {','.join(d.losses)})")
+    g.add_argument("--loss", dest="losses", help=f"loss backends, one configuration each: {','.join(LOSSES)} (default {','.join(d.losses)})")
     g.add_argument("--steps", help=f"gradient steps (default {d.steps})")
     g.add_argument("--lr", help=f"learning rate (default {d.lr:g})")
     g.add_argument("--reg", dest="regs", help=f"lambda of lambda*(W**2).mean(); a list sweeps it, one configuration each (default {','.join(map(str, d.regs))})")
@@ -176,22 +179,22 @@ def cmd_corpora(args) -> int:
 
 
 def fit_full(args):
-    """Corpus and a count model trained on the training data, for score and sample.
+    """The corpus and the model of --order/--smoothing fitted on the training data, for score and sample.
 
     The training data is the whole corpus (--split none, the lecture's setting), the train part
     of the seeded split (--split seeded, as `run` splits with the same --seed), or the TRAIN
-    file of --split files:TRAIN,DEV,TEST. Returns (corpus, log_probs, probs): a dense table and
-    its float32 probabilities, or for Kneser-Ney / Witten-Bell the model object for both.
+    file of --split files:TRAIN,DEV,TEST. The model is fitted through `fit_configuration`, the
+    run's own fit path, with no dev split. Returns (corpus, model).
     """
     from harness.data.corpus import expand_corpus
     from harness.core.memory import memory_budget, parse_bytes
-    from harness.models.count import CountModel, fit_add_k, log_prob_source
     from harness.data.ngrams import windows_for
     from harness.data.splits import FILES_PREFIX, load_split_files, split_corpus
+    from harness.models.families import SMOOTHED_METHODS, TUNED_ON_DEV, FitData, count_point, fit_configuration
 
     order = validate_order(args.order)
     spec = parse_smoothing(args.smoothing)
-    if spec in ("auto", "interp"):
+    if spec in TUNED_ON_DEV:
         raise HarnessError(f"--smoothing {spec} tunes on a dev split; give a number k >= 0, kn or wb (run tunes k and reports it)")
     device = resolve_device(args.device)
     if args.split.startswith(FILES_PREFIX):
@@ -204,44 +207,35 @@ def fit_full(args):
         raise HarnessError(f"--split {args.split!r} is unknown; use none, seeded or files:TRAIN,DEV,TEST")
     budget = memory_budget(device, parse_bytes(args.max_memory))
     if args.expand:
-        if spec in ("kn", "wb"):
+        if spec in SMOOTHED_METHODS:
             raise HarnessError("--expand counts add-k models only; kn/wb on the weighted corpus see the same data")
         train = expand_corpus(train, budget)
-    train_windows = windows_for(train, order, budget)
-    if spec in ("kn", "wb"):
-        from harness.models.smoothed import fit_smoothed
-
-        model, _ = fit_smoothed(spec, train_windows, None)
-        return corpus, model, model
-    model = fit_add_k(train_windows, float(spec))  # sparse where the dense table is past its budget
-    if not isinstance(model, CountModel):
-        return corpus, model, model
-    return corpus, log_prob_source(model), model.probs_float32()
+    data = FitData(windows_for(train, order, budget), None, device, DEFAULTS)  # sparse where the dense table is past its budget
+    return corpus, fit_configuration(count_point(order, spec), data).model
 
 
 def cmd_score(args) -> int:
     from harness.data.corpus import pack, read_items, unique_with_counts
-    from harness.evaluation.evaluate import item_nll, mean_nll, perplexity, window_log_probs
-    from harness.data.ngrams import windows
+    from harness.evaluation.evaluate import corpus_nll, item_nll, perplexity
 
     if not args.words and not args.file:
         raise HarnessError("score needs words to score or --file FILE")
     if args.per_item and not args.file:
         raise HarnessError("--per-item writes the items of --file; give --file FILE too")
-    corpus, log_probs, _ = fit_full(args)
+    corpus, model = fit_full(args)
     for word in args.words:
         if not word.strip():
             raise HarnessError("score got an empty word; give words of at least one character")
         corpus.vocab.encode(word)  # a character outside the vocabulary is a clear error
     for word in args.words:
-        w = windows(pack(word, [word], None, corpus.device, vocab=corpus.vocab), args.order)
-        lp = window_log_probs(log_probs, w).tolist()
+        one = pack(word, [word], None, corpus.device, vocab=corpus.vocab)
+        lp = model.token_log_probs(one).tolist()
         tokens = ["."] * (args.order - 1) + list(word) + ["."]
         print(f"{word}:")
         for j, logp in enumerate(lp):
             ctx = "".join(tokens[j:j + args.order - 1])
             print(f"  {ctx + '→' + tokens[j + args.order - 1]:>{args.order + 3}}  log p = {logp:.6f}")
-        nll = mean_nll(log_probs, w)
+        nll = corpus_nll(model, one)
         print(f"  mean NLL {nll:.6f} nats/char over {len(lp)} predictions")
     if args.file:
         if not Path(args.file).is_file():
@@ -250,14 +244,13 @@ def cmd_score(args) -> int:
         for item in items:
             corpus.vocab.encode(item)
         scored = pack(args.file, items, copies, corpus.device, vocab=corpus.vocab)
-        w = windows(scored, args.order)
-        nll = mean_nll(log_probs, w)
+        nll = corpus_nll(model, scored)
         print(f"{args.file}: mean NLL {nll:.6f} nats/char, perplexity {perplexity(nll):.4f}, "
               f"{scored.num_items():,} items ({scored.num_unique:,} unique), {scored.num_predictions():,} predicted characters")
         if args.per_item:
             import pandas as pd
 
-            nats, n = item_nll(log_probs, w, scored.num_unique)
+            nats, n = item_nll(model, scored)
             frame = pd.DataFrame({"item": list(items), "copies": scored.item_weights().tolist(),
                                   "predicted_chars": n.tolist(), "nll_nats": nats.tolist(),
                                   "mean_nll": (nats / n).tolist()})
@@ -271,10 +264,10 @@ def cmd_sample(args) -> int:
 
     if args.num < 0:
         raise HarnessError(f"--num must be >= 0, got {args.num}")
-    corpus, _, probs = fit_full(args)
+    corpus, model = fit_full(args)
     generator = torch.Generator(device=corpus.device).manual_seed(args.seed)
     sampler = sample_lecture if args.lecture else sample_batched
-    for name in sampler(probs, args.order, corpus.vocab, args.num, generator):
+    for name in sampler(model, corpus.vocab, args.num, generator):
         print(name + ".")
     return 0
 
@@ -300,8 +293,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num", type=int, default=20, help="names to sample (default %(default)s)")
     p.add_argument("--lecture", action="store_true", help="draw one name at a time exactly as the lecture does")
     p = sub.add_parser("bench", help="benchmark the loss backends against F.cross_entropy")
-    from harness.bench.main import add_bench_arguments
-
     add_bench_arguments(p)
     return parser
 

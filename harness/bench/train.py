@@ -19,7 +19,7 @@ from harness.bench.config import VARIANTS, BenchConfig
 from harness.core.errors import HarnessError
 from harness.data.corpus import load_corpus
 from harness.data.ngrams import windows
-from harness.models.count import GradientModel
+from harness.models.gradient import GradientModel
 from harness.train.fit import GradientSettings, fit_gradient
 from kernels.reference import torch_cross_entropy
 from kernels.suffstats import count_cross_entropy, target_counts

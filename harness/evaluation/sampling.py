@@ -1,44 +1,47 @@
-"""Sampling names from an n-gram probability table with a seeded torch.Generator."""
+"""Sampling names from a model with a seeded torch.Generator, through the model protocol.
+
+A sampler asks for next-token probabilities after the prefix drawn so far
+(`prefix_next_probs`); a model with a dense `probs_table()` is read row by row instead, the
+same numbers without recomputing them at every step.
+"""
 from __future__ import annotations
 
 import torch
 
 from harness.data.corpus import BOUNDARY, Vocab
-
-LECTURE_SEED = 2147483647
-
-
-def next_probs(probs, context: torch.Tensor) -> torch.Tensor:
-    """(B, V) next-token probabilities for context ids (B,): rows of a dense table, or
-    `model.next_token_probs(context)` for models that never build the table."""
-    if isinstance(probs, torch.Tensor):
-        return probs[context]
-    return probs.next_token_probs(context)
+from harness.models.protocol import context_ids
 
 
-def sample_batched(probs: torch.Tensor, order: int, vocab: Vocab, num: int, generator: torch.Generator,
-                   max_len: int = 64) -> list[str]:
-    """`num` names drawn together on the probability table's device, one multinomial per step for all.
+def next_probs_of(model, device):
+    """prefix (B, t) int64 -> (B, V) float32 next-token probabilities: rows of the model's dense
+    probs_table() where it has one (computed once), else `model.prefix_next_probs`."""
+    table = model.probs_table()
+    if table is None:
+        return model.prefix_next_probs
+    table = table.to(device)
+    return lambda prefix: table[context_ids(prefix, model.order, model.vocab_size)]
 
-    probs: (V^(n-1), V) float rows that sum to 1. Sampling starts at the all-boundary context
-    and stops at the boundary token (or after `max_len` characters). The draws happen in a
-    different order than the lecture's one-name-at-a-time loop, so the names differ from it.
+
+def sample_batched(model, vocab: Vocab, num: int, generator: torch.Generator, max_len: int = 64) -> list[str]:
+    """`num` names drawn together on the generator's device, one multinomial per step for all.
+
+    Sampling starts at the empty prefix and stops at the boundary token (or after `max_len`
+    characters). A finished name's row goes back to the empty prefix (its draws are discarded).
+    The draws happen in a different order than the lecture's one-name-at-a-time loop, so the
+    names differ from it.
     """
-    V = vocab.size
-    num_contexts = V ** (order - 1)
     device = generator.device
-    context = torch.zeros(num, dtype=torch.int64, device=device)
+    next_probs = next_probs_of(model, device)
     out = torch.zeros(num, max_len, dtype=torch.int64, device=device)
     alive = torch.ones(num, dtype=torch.bool, device=device)
     for step in range(max_len):
-        nxt = torch.multinomial(next_probs(probs, context), num_samples=1, replacement=True, generator=generator).squeeze(1)
+        prefix = out[:, :step] * alive[:, None]  # a finished name restarts from all-boundary, which always has a row
+        nxt = torch.multinomial(next_probs(prefix), num_samples=1, replacement=True, generator=generator).squeeze(1)
         nxt = torch.where(alive, nxt, torch.zeros_like(nxt))
         out[:, step] = nxt
         alive &= nxt != BOUNDARY
         if not bool(alive.any()):
             break
-        if order > 1:  # finished names go back to the start context, which always has a row
-            context = torch.where(alive, (context * V + nxt) % num_contexts, torch.zeros_like(context))
     return [vocab.decode(row) for row in _truncate_at_boundary(out.tolist())]
 
 
@@ -46,24 +49,22 @@ def _truncate_at_boundary(rows: list[list[int]]) -> list[list[int]]:
     return [row[: row.index(BOUNDARY)] if BOUNDARY in row else row for row in rows]
 
 
-def sample_lecture(probs: torch.Tensor, order: int, vocab: Vocab, num: int, generator: torch.Generator,
-                   max_len: int = 64) -> list[str]:
+def sample_lecture(model, vocab: Vocab, num: int, generator: torch.Generator, max_len: int = 64) -> list[str]:
     """The lecture's sampler: one name at a time, one torch.multinomial per character.
 
     With the lecture's bigram table and seed this reproduces its five names exactly
     (cexze, momasurailezitynn, konimittain, llayn, ka).
     """
-    V = vocab.size
-    num_contexts = V ** (order - 1)
-    device = probs.device if isinstance(probs, torch.Tensor) else None
+    device = generator.device
+    next_probs = next_probs_of(model, device)
     names = []
     for _ in range(num):
-        context, ids = 0, []
+        ids = []
         while len(ids) < max_len:
-            ix = torch.multinomial(next_probs(probs, torch.tensor([context], device=device))[0], num_samples=1, replacement=True, generator=generator).item()
+            prefix = torch.tensor([ids], dtype=torch.int64, device=device)
+            ix = torch.multinomial(next_probs(prefix)[0], num_samples=1, replacement=True, generator=generator).item()
             if ix == BOUNDARY:
                 break
             ids.append(ix)
-            context = (context * V + ix) % num_contexts if order > 1 else 0
         names.append(vocab.decode(ids))
     return names

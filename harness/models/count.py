@@ -1,9 +1,10 @@
 """N-gram models as tables of log-probabilities over (context id, next token).
 
-Count models smooth weighted counts with add-k ("fake counts", the lecture's k = 1). A dense
-model exposes `log_probs()`, a (V^(n-1), V) table, so evaluation and sampling are shared. Where
-that table is past the memory budget (a trigram over the 4 K characters of world names would be
-680 GB), `SparseCountModel` keeps only the observed n-grams and answers `score` and
+Count models smooth weighted counts with add-k ("fake counts", the lecture's k = 1). Both
+implement the model protocol (harness.models.protocol.NGramModel); a dense model also gives its
+(V^(n-1), V) table through `log_prob_table()` / `probs_table()`, the fast path of evaluation
+and sampling. Where that table is past the memory budget (a trigram over the 4 K characters of
+world names would be 680 GB), `SparseCountModel` keeps only the observed n-grams and answers `score` and
 `next_token_probs` with the same add-k smoothing; `fit_add_k` picks one or the other.
 """
 from __future__ import annotations
@@ -11,27 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from harness.core.errors import HarnessError
 from harness.data.ngrams import Windows, WindowStream, count
-
-DEFAULT_TABLE_BUDGET_BYTES = 2 * 1024**3
-
-
-def dense_table_fits(vocab_size: int, order: int, budget_bytes: int = DEFAULT_TABLE_BUDGET_BYTES) -> bool:
-    return vocab_size**order * 8 <= budget_bytes
-
-
-def check_dense_table(vocab_size: int, order: int, budget_bytes: int = DEFAULT_TABLE_BUDGET_BYTES) -> None:
-    """Raise a HarnessError when a dense V^n float64 table would not fit the memory budget."""
-    need = vocab_size**order * 8
-    if need > budget_bytes:
-        raise HarnessError(
-            f"a dense order-{order} table over {vocab_size} tokens needs {need / 2**30:.1f} GiB, "
-            f"past the dense-table budget of {budget_bytes / 2**30:.1f} GiB; use a lower --order "
-            "or a corpus with fewer distinct characters"
-        )
+from harness.models.protocol import NGramModel
+from harness.models.tables import DEFAULT_TABLE_BUDGET_BYTES, check_dense_table, dense_table_fits
 
 
 def smoothed_log_probs(counts: torch.Tensor, k: float) -> torch.Tensor:
@@ -49,8 +34,8 @@ def smoothed_log_probs(counts: torch.Tensor, k: float) -> torch.Tensor:
 
 
 @dataclass
-class CountModel:
-    """An add-k smoothed n-gram count model."""
+class CountModel(NGramModel):
+    """An add-k smoothed n-gram count model over a dense (V^(n-1), V) table of counts."""
 
     order: int
     vocab_size: int
@@ -66,10 +51,19 @@ class CountModel:
         """The same counts under another k (tuning reuses the counts)."""
         return CountModel(self.order, self.vocab_size, self.counts, float(k))
 
-    def log_probs(self) -> torch.Tensor:
+    def settings(self) -> dict:
+        return {"smoothing": self.k}
+
+    def log_prob_table(self) -> torch.Tensor:
         return smoothed_log_probs(self.counts, self.k)
 
-    def probs_float32(self) -> torch.Tensor:
+    def score(self, context: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return self.log_prob_table()[context, target]
+
+    def next_token_probs(self, context: torch.Tensor) -> torch.Tensor:
+        return self.probs_table()[context]
+
+    def probs_table(self) -> torch.Tensor:
         """Row-normalised float32 probabilities computed as the lecture does:
         P = (N + k).float(); P /= P.sum(1, keepdim=True)."""
         P = (self.counts + self.k).float()
@@ -110,7 +104,7 @@ def _lookup(keys: torch.Tensor, values: torch.Tensor, query: torch.Tensor) -> to
 
 
 @dataclass
-class SparseCountModel:
+class SparseCountModel(NGramModel):
     """An add-k count model over only the observed n-grams (no V^n table).
 
     ids: (M,) int64 sorted n-gram ids context * V + target; counts: (M,) float64 their weighted
@@ -141,6 +135,9 @@ class SparseCountModel:
             raise HarnessError(f"smoothing k must be >= 0, got {k}")
         return SparseCountModel(self.order, self.vocab_size, self.ids, self.counts, self.contexts, self.context_totals, float(k))
 
+    def settings(self) -> dict:
+        return {"smoothing": self.k}
+
     def score(self, context: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """(N,) float64 log-probabilities of target given context."""
         context = context.to(self.ids.device)
@@ -151,7 +148,7 @@ class SparseCountModel:
         return torch.where(denominator > 0, log_probs, torch.full_like(log_probs, float("-inf")))
 
     def next_token_probs(self, context: torch.Tensor) -> torch.Tensor:
-        """(B, V) float32 rows computed as CountModel.probs_float32 computes its table's rows."""
+        """(B, V) float32 rows computed as CountModel.probs_table computes its table's rows."""
         V = self.vocab_size
         context = context.to(self.ids.device)
         lo = torch.searchsorted(self.ids, context * V)
@@ -172,79 +169,3 @@ def fit_add_k(train: Windows | WindowStream, k: float, budget_bytes: int = DEFAU
     if dense_table_fits(train.vocab_size, train.order, budget_bytes):
         return CountModel.fit(train, k, budget_bytes)
     return SparseCountModel.fit(train, k)
-
-
-def log_prob_source(model):
-    """What evaluation scores: a dense model's log-probability table, or a model object itself."""
-    return model.log_probs() if isinstance(model, CountModel) else model
-
-
-INPUTS = ("table", "index", "onehot", "counts")
-
-
-@dataclass
-class GradientModel:
-    """An n-gram model whose logits are rows of a parameter table W (V^(n-1), V): the lecture's
-    single linear layer, W[context] (or one_hot(context) @ W, the same thing).
-
-    With `additive` (orders >= 3 only) the logits are a sum of one V x V table per context
-    position, W_k[token at position k], instead of one row per whole context.
-    """
-
-    order: int
-    vocab_size: int
-    tables: list[torch.Tensor]  # one (V^(n-1), V) table, or n-1 (V, V) tables when additive
-    additive: bool = False
-
-    @classmethod
-    def init(cls, order: int, vocab_size: int, seed: int, device, additive: bool = False,
-             dtype: torch.dtype = torch.float32, budget_bytes: int = DEFAULT_TABLE_BUDGET_BYTES) -> "GradientModel":
-        """Tables from torch.randn with a seeded CPU generator (the same numbers on every device)."""
-        g = torch.Generator().manual_seed(seed)
-        if additive and order >= 3:
-            tables = [torch.randn((vocab_size, vocab_size), generator=g, dtype=dtype) for _ in range(order - 1)]
-        else:
-            check_dense_table(vocab_size, order, budget_bytes)
-            tables = [torch.randn((vocab_size ** (order - 1), vocab_size), generator=g, dtype=dtype)]
-            additive = False
-        return cls(order, vocab_size, [t.to(device).requires_grad_() for t in tables], additive)
-
-    def parameters(self) -> list[torch.Tensor]:
-        return self.tables
-
-    def logits(self, context: torch.Tensor, onehot: bool = False) -> torch.Tensor:
-        """(N, V) logits for context ids (N,)."""
-        if not self.additive:
-            (W,) = self.tables
-            if onehot:  # the lecture's path; E04 says it equals indexing
-                return F.one_hot(context, W.shape[0]).to(W.dtype) @ W
-            return W[context]
-        V = self.vocab_size
-        logits = 0
-        for k, W in enumerate(self.tables):
-            token = (context // V ** (self.order - 2 - k)) % V
-            logits = logits + (F.one_hot(token, V).to(W.dtype) @ W if onehot else W[token])
-        return logits
-
-    def regulariser(self) -> torch.Tensor:
-        """sum over tables of (W**2).mean(): the lecture's smoothing of the gradient model."""
-        return sum((W.float() ** 2).mean() for W in self.tables)
-
-    def log_probs(self) -> torch.Tensor:
-        """(V^(n-1), V) float64 log-softmax over every context."""
-        with torch.no_grad():
-            if not self.additive:
-                return torch.log_softmax(self.tables[0].double(), 1)
-            contexts = torch.arange(self.vocab_size ** (self.order - 1), device=self.tables[0].device)
-            return torch.log_softmax(self.logits(contexts).double(), 1)
-
-    def probs_float32(self) -> torch.Tensor:
-        """Row probabilities in float32, as the lecture computes them: counts = exp(logits); counts / sum."""
-        with torch.no_grad():
-            if self.additive:
-                return self.log_probs().exp().float()
-            counts = self.tables[0].float().exp()
-            probs = counts / counts.sum(1, keepdim=True)
-            if not torch.isfinite(probs).all():  # exp overflowed: fall back to the max-subtracted form
-                probs = torch.softmax(self.tables[0].float(), 1)
-            return probs

@@ -11,8 +11,14 @@ Two levels, because two kinds of context exist:
   `score(context, target)` and `next_token_probs(context)`, which is how its windows are scored
   fast and streamed over 348 M expanded rows; the item-level methods derive from these.
 
-A model with a dense (V^(n-1), V) table says so through `log_prob_table()`; callers use it as a
-fast path, never as the only path.
+A model with a dense (V^(n-1), V) table says so through `log_prob_table()` (float64 log-probs,
+what streamed evaluation multiplies with a stream's counts) and `probs_table()` (the float32
+rows the samplers draw from, computed as the lecture does); callers use them as a fast path,
+never as the only path. `settings()` gives what a results record states about the fitted model
+(e.g. {"smoothing": k}).
+
+A new family is one module with a class implementing this protocol and its fit function, named
+in `harness.models.families.FAMILIES`.
 """
 from __future__ import annotations
 
@@ -47,6 +53,17 @@ class LanguageModel(ABC):
     def log_prob_table(self) -> torch.Tensor | None:
         """A dense (V^(n-1), V) float64 table of log-probabilities where the model has one, else None."""
         return None
+
+    def probs_table(self) -> torch.Tensor | None:
+        """A dense (V^(n-1), V) float32 table of next-token probabilities (rows sum to 1), else None.
+
+        Where it exists its row of a context is exactly what `next_token_probs` gives for it, so a
+        sampler drawing from the table draws the same names."""
+        return None
+
+    def settings(self) -> dict:
+        """What a results record states about the fitted model (results.json keys), e.g. {"smoothing": k}."""
+        return {}
 
 
 class NGramModel(LanguageModel):

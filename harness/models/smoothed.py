@@ -51,8 +51,12 @@ import torch
 from harness.data.corpus import BOUNDARY
 from harness.core.errors import HarnessError
 from harness.data.ngrams import Windows
+from harness.models.protocol import NGramModel
 
 METHODS = ("kn", "wb", "interp")
+# what reports call each method: in a table's smoothing cell, and (short) in a figure's legend
+LABELS = {"kn": "Kneser-Ney (modified)", "wb": "Witten-Bell", "interp": "interpolated add-k"}
+SHORT_LABELS = {"kn": "Kneser-Ney", "wb": "Witten-Bell", "interp": "interpolated add-k"}
 # KenLM's --discount_fallback defaults: used for an order whose count-of-counts leave the
 # closed-form discounts undefined or out of range (e.g. unigram continuation counts of 27 tokens)
 FALLBACK_DISCOUNTS = (0.5, 1.0, 1.5)
@@ -158,8 +162,8 @@ class Level:
 
 
 @dataclass
-class SmoothedModel:
-    """Common interface of the smoothed models: score (log-probs) and next-token rows."""
+class SmoothedModel(NGramModel):
+    """The smoothed models' side of the model protocol: score (log-probs) and next-token rows."""
 
     order: int
     vocab_size: int
@@ -173,6 +177,9 @@ class SmoothedModel:
             gamma, alpha = level.lookup(context, target, self.vocab_size)
             p = alpha + gamma * p
         return p
+
+    def settings(self) -> dict:
+        return {"smoothing": None}  # kn and wb have no k (interp states its tuned one)
 
     def score(self, context: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """(N,) float64 natural-log probabilities of the targets (never -inf: nothing is zero)."""
@@ -332,6 +339,9 @@ class AddKInterpolationModel(SmoothedModel):
 
     def __post_init__(self):
         self.method = "interp"
+
+    def settings(self) -> dict:
+        return {"smoothing": self.k}
 
     @classmethod
     def fit(cls, train: Windows, k: float, weights=None, counts: list[NgramCounts] | None = None) -> "AddKInterpolationModel":

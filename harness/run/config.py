@@ -12,15 +12,18 @@ from pathlib import Path
 
 import torch
 
+import kernels
+from harness.core.constants import LECTURE_SEED
 from harness.data.corpus import DEFAULT_CORPUS
 from harness.core.errors import HarnessError
+from harness.models.families import FAMILIES, SMOOTHING_NAMES, TUNED_K, TUNED_ON_DEV
+from harness.models.smoothed import METHODS as SMOOTHED_METHODS
 
 K_GRID = (0.0, 0.001, 0.003, 0.01, 0.03, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 3.0, 10.0)
-METHODS = ("count", "gradient")
-LOSSES = ("triton", "compiled", "torch", "manual")
+METHODS = tuple(FAMILIES)
+LOSSES = kernels.BACKENDS
 INPUTS = ("table", "index", "onehot", "counts")
 SPLITS = ("seeded", "none")
-SMOOTHING_NAMES = ("auto", "kn", "wb", "interp")
 
 
 @dataclass(frozen=True)
@@ -30,9 +33,9 @@ class RunConfig:
     corpus: str = DEFAULT_CORPUS
     orders: tuple[int, ...] = (2, 3)
     methods: tuple[str, ...] = ("count",)
-    smoothing: tuple[str, ...] = ("auto",)  # per count configuration: auto (add-k tuned on dev), k >= 0, kn, wb, interp
+    smoothing: tuple[str, ...] = (TUNED_K,)  # per count configuration: auto (add-k tuned on dev), k >= 0, kn, wb, interp
     split: str = "seeded"
-    seed: int = 2147483647
+    seed: int = LECTURE_SEED
     samples: int = 20
     device: str = "auto"
     k_grid: tuple[float, ...] = field(default=K_GRID)
@@ -124,11 +127,6 @@ def parse_smoothing(value) -> str:
     return repr(k)
 
 
-def smoothing_k(spec: str) -> float | None:
-    """The add-k k of a smoothing spec, or None when it is tuned or not add-k."""
-    return None if spec in SMOOTHING_NAMES else float(spec)
-
-
 def make_run_config(values: dict) -> RunConfig:
     """Validate raw values (strings from flags or typed values from TOML) into a RunConfig.
 
@@ -178,13 +176,13 @@ def make_run_config(values: dict) -> RunConfig:
     from harness.core.memory import parse_bytes
 
     parse_bytes(cfg.max_memory, "max_memory (--max-memory)")  # a bad size fails here, before any work
-    if cfg.expand and ("gradient" in cfg.methods or any(s in ("kn", "wb", "interp") for s in cfg.smoothing)):
+    if cfg.expand and ("gradient" in cfg.methods or any(s in SMOOTHED_METHODS for s in cfg.smoothing)):
         raise HarnessError("expand (--expand) streams add-k count models only (methods count, smoothing auto or k); "
                            "the weighted corpus gives every other model the same data without expanding it")
     if cfg.input == "counts" and (cfg.additive or cfg.batch_size):
         raise HarnessError("input (--input) counts trains full-batch table models only (the exact sufficient-statistics step); drop batch_size/additive")
     no_dev = cfg.split == "none" or (cfg.split.startswith("files:") and cfg.split.count(",") == 0)
-    if no_dev and "count" in cfg.methods and any(s in ("auto", "interp") for s in cfg.smoothing):
+    if no_dev and "count" in cfg.methods and any(s in TUNED_ON_DEV for s in cfg.smoothing):
         raise HarnessError("smoothing (--smoothing) auto/interp tunes on the dev split, which this --split does not have; give a number k (the lecture's is 1) or kn/wb")
     return cfg
 

@@ -12,6 +12,9 @@ import pandas as pd
 import torch
 
 from harness.core import jsonio
+from harness.models.families import TUNED_K
+from harness.models.smoothed import LABELS as SMOOTHING_LABELS
+from harness.models.smoothed import SHORT_LABELS
 
 FLOAT_KEYS = ("train_nll", "dev_nll", "test_nll", "train_ppl", "dev_ppl", "test_ppl", "smoothing", "count_nll",
               "nll_vs_count", "train_losses", "max_prob_diff")
@@ -251,9 +254,9 @@ def figure_specs(results: dict) -> dict[str, tuple]:
     if bigram is not None:
         specs["bigram_counts.png"] = ("bigram_heatmap", (torch.tensor(bigram), ["."] + list(results["run"]["corpus"]["vocab"])))
     k_curves = {f"order {r['order']}": [(t["k"], t["dev_nll"]) for t in r["tuning"]] for r in records
-                if r["method"] == "count" and r.get("tuning") and r.get("smoothing_spec") == "auto"}
+                if r["method"] == "count" and r.get("tuning") and r.get("smoothing_spec") == TUNED_K}
     if k_curves:
-        chosen = {f"order {r['order']}": r["smoothing"] for r in records if r["method"] == "count" and r.get("smoothing_spec") == "auto"}
+        chosen = {f"order {r['order']}": r["smoothing"] for r in records if r["method"] == "count" and r.get("smoothing_spec") == TUNED_K}
         specs["tuning_k.png"] = ("tuning_plot", (k_curves, "add-k smoothing k"), {"chosen": chosen, "title": "Count models: dev NLL against k"})
     key = "dev_nll" if any(r.get("dev_nll") is not None for r in records) else "train_nll"
     reg_curves: dict[str, list] = {}
@@ -285,18 +288,15 @@ def figure_specs(results: dict) -> dict[str, tuple]:
     return specs
 
 
-SMOOTHING_LABELS = {"kn": "Kneser-Ney (modified)", "wb": "Witten-Bell", "interp": "interpolated add-k"}
-
-
 def smoothing_cell(r: dict) -> str:
     """What smoothed a configuration: add-k's k (tuned or given), the method's name, or the gradient model's reg."""
     if r["method"] != "count":
         return f"reg {fmt(r.get('reg'), 4)}"
-    spec = r.get("smoothing_spec") or "auto"
+    spec = r.get("smoothing_spec") or TUNED_K
     if spec in SMOOTHING_LABELS:
         return SMOOTHING_LABELS[spec]
     k = fmt(r.get("smoothing"), 3)
-    return f"k={k} (tuned)" if spec == "auto" else f"k={k}"
+    return f"k={k} (tuned)" if spec == TUNED_K else f"k={k}"
 
 
 def order_table(records: list[dict]) -> str | None:
@@ -344,9 +344,10 @@ def merge_equal(curves: dict[str, list[float]], rel: float = 1e-4) -> dict[str, 
 
 def label_of(r: dict) -> str:
     if r["method"] == "count":
-        spec = r.get("smoothing_spec") or "auto"
-        return {"auto": "count, add-k tuned", "kn": "count, Kneser-Ney", "wb": "count, Witten-Bell",
-                "interp": "count, interpolated add-k"}.get(spec, f"count, k={spec}")
+        spec = r.get("smoothing_spec") or TUNED_K
+        if spec == TUNED_K:
+            return "count, add-k tuned"
+        return f"count, {SHORT_LABELS[spec]}" if spec in SHORT_LABELS else f"count, k={spec}"
     return f"gradient, {r['loss']}, reg {r['reg']:g}"
 
 

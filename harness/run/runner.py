@@ -8,20 +8,21 @@ from pathlib import Path
 
 import torch
 
-import kernels
 from harness.train import distributed
 from harness.run import report
-from harness.run.config import RunConfig, grid_toml, resolve_device, smoothing_k
+from harness.run.config import RunConfig, grid_toml, resolve_device
 from harness.data.corpus import Corpus, expand_corpus, load_corpus
 from harness.core.env import environment
-from harness.evaluation.evaluate import mean_nll, perplexity
-from harness.models.count import dense_table_fits
+from harness.evaluation.evaluate import corpus_nll, mean_nll, perplexity
+from harness.models.families import (FAMILIES, SMOOTHED_METHODS, TUNED_K, FitData, Fitted, Skipped, count_point,
+                                     family, fit_configuration)
+from harness.models.protocol import LanguageModel
+from harness.models.tables import dense_table_fits
 from harness.data.ngrams import Windows, WindowStream, count, windows_for
 from harness.core.memory import memory_budget, parse_bytes
 from harness.core.progress import Progress
 from harness.evaluation.sampling import sample_batched
 from harness.data.splits import FILES_PREFIX, SPLIT_NAMES, load_split_files, split_corpus, write_split
-from harness.train.fit import FitResult, GradientSettings, fit_count, fit_gradient
 
 
 def corpus_stats(corpus: Corpus, splits: dict[str, Corpus]) -> dict:
@@ -69,25 +70,13 @@ def sample_stats(samples: list[str], splits: dict[str, Corpus]) -> dict:
 
 
 def grid_of(cfg: RunConfig) -> list[dict]:
-    """The configurations of a run, in order: order x (count: smoothing | gradient: loss x reg)."""
-    grid = []
-    for order in cfg.orders:
-        for method in cfg.methods:
-            if method == "count":
-                grid.extend({"order": order, "method": "count", "loss": None, "smoothing_spec": s, "reg": None}
-                            for s in cfg.smoothing)
-                continue
-            losses = ("suffstats",) if cfg.input == "counts" else cfg.losses  # the exact step is plain torch
-            grid.extend({"order": order, "method": "gradient", "loss": loss, "smoothing_spec": None, "reg": reg}
-                        for loss in losses for reg in cfg.regs)
-    return grid
+    """The configurations of a run, in order: order x method x the family's own points."""
+    return [point for order in cfg.orders for method in cfg.methods for point in FAMILIES[method].points(cfg, order)]
 
 
 def config_key(point: dict) -> str:
     """A configuration's identity in results.json (what --resume matches on)."""
-    if point["method"] == "count":
-        return f"order={point['order']} count smoothing={point['smoothing_spec']}"
-    return f"order={point['order']} gradient loss={point['loss']} reg={point['reg']!r}"
+    return family(point["method"]).key(point)
 
 
 class Runner:
@@ -99,7 +88,7 @@ class Runner:
         self.corpus, self.splits, self.overlap = load_data(cfg, device)
         self._windows: dict[tuple[int, str], Windows] = {}
         self._expanded: dict = {}
-        self._count_fits: dict[tuple[int, str], FitResult] = {}
+        self._kept_fits: dict[str, Fitted] = {}
 
     def rows(self, split: str, budget: int):
         """A split as counted: with --expand every copy a row (expanded once, after the split by unique
@@ -126,82 +115,70 @@ class Runner:
             return distributed.summed_counts
         return None
 
-    def count_fit(self, order: int, spec: str) -> FitResult:
-        """The count model of an order and smoothing spec, fitted once per run."""
-        if (order, spec) not in self._count_fits:
-            dev = self.win(order, "dev") if "dev" in self.splits else None
-            train = self.win(order, "train")
-            if spec in ("kn", "wb", "interp"):
-                from harness.models.smoothed import fit_smoothed
+    def fit(self, point: dict, progress=None) -> Fitted:
+        """Fit a configuration through the one fit path; a reused family's (count models, the gradient
+        models' reference) once per run."""
+        order = point["order"]
+        train = self.win(order, "train")
+        data = FitData(train, self.win(order, "dev") if "dev" in self.splits else None, self.device, self.cfg,
+                       counter=self.counter(train), progress=progress)
+        if not family(point["method"]).reused:
+            return fit_configuration(point, data)
+        key = config_key(point)
+        if key not in self._kept_fits:
+            self._kept_fits[key] = fit_configuration(point, data)
+        return self._kept_fits[key]
 
-                start = time.perf_counter()
-                model, tuning = fit_smoothed(spec, train, dev)
-                fit = FitResult(model, time.perf_counter() - start, tuning)
-            else:
-                fit = fit_count(train, dev, smoothing_k(spec), self.cfg.k_grid, self.counter(train))
-            self._count_fits[(order, spec)] = fit
-        return self._count_fits[(order, spec)]
-
-    def reference_count_fit(self, order: int) -> FitResult:
+    def reference_count_fit(self, order: int) -> Fitted:
         """The count model a gradient model is compared with: the run's first add-k smoothing (auto when
         none is given); without a dev split to tune on, auto becomes the lecture's k = 1."""
-        add_k = [s for s in self.cfg.smoothing if s not in ("kn", "wb", "interp")]
-        spec = add_k[0] if add_k else "auto"
-        if spec == "auto" and "dev" not in self.splits:
+        add_k = [s for s in self.cfg.smoothing if s not in SMOOTHED_METHODS]
+        spec = add_k[0] if add_k else TUNED_K
+        if spec == TUNED_K and "dev" not in self.splits:
             spec = "1.0"
-        return self.count_fit(order, spec)
+        return self.fit(count_point(order, spec))
 
-    def losses_of(self, log_probs: torch.Tensor, order: int) -> dict:
-        nll = {s: (mean_nll(log_probs, self.win(order, s)) if s in self.splits else None) for s in SPLIT_NAMES}
+    def nll_of(self, model: LanguageModel, split: str) -> float:
+        """A split's mean NLL: an n-gram model over its order's (cached, maybe streamed) windows, any
+        other over the split's items."""
+        if model.order is None:
+            return corpus_nll(model, self.splits[split])
+        return mean_nll(model, self.win(model.order, split))
+
+    def losses_of(self, model: LanguageModel) -> dict:
+        nll = {s: (self.nll_of(model, s) if s in self.splits else None) for s in SPLIT_NAMES}
         out = {f"{s}_nll": v for s, v in nll.items()}
         out.update({f"{s}_ppl": (perplexity(v) if v is not None else None) for s, v in nll.items()})
         return out
 
-    def samples_of(self, probs, order: int) -> dict:
+    def samples_of(self, model: LanguageModel) -> dict:
         generator = torch.Generator(device=self.device).manual_seed(self.cfg.seed)
-        if isinstance(probs, torch.Tensor):
-            probs = probs.to(self.device)
-        samples = sample_batched(probs, order, self.corpus.vocab, self.cfg.samples, generator)
+        samples = sample_batched(model, self.corpus.vocab, self.cfg.samples, generator)
         return {"samples": samples, **sample_stats(samples, self.splits)}
 
-    def evaluate(self, point: dict, progress=None) -> dict:
-        order, method = point["order"], point["method"]
-        record = {"key": config_key(point), "corpus": self.corpus.name, "order": order, "method": method,
-                  "loss": point["loss"], "smoothing_spec": point["smoothing_spec"]}
-        if method == "count":
-            fit = self.count_fit(order, point["smoothing_spec"])
-            k = getattr(fit.model, "k", None)
-            record.update(smoothing=k, fit_seconds=fit.fit_seconds, tuning=fit.tuning)
-            table = fit.model.log_probs() if hasattr(fit.model, "log_probs") else fit.model
-            record.update(self.losses_of(table, order))
-            probs = fit.model.probs_float32() if hasattr(fit.model, "probs_float32") else fit.model
-            record.update(self.samples_of(probs, order))
-            return record
-        cfg = self.cfg
-        loss = point["loss"]
-        record.update(smoothing=None, reg=point["reg"], lr=cfg.lr, steps=cfg.steps, batch_size=cfg.batch_size,
-                      input=cfg.input, additive=cfg.additive)
-        if loss != "suffstats":
-            ok, why = kernels.backend_available(loss, self.device)
-            if not ok:
-                record.update(status="skipped", error=why)
-                return record
-        settings = GradientSettings(steps=cfg.steps, lr=cfg.lr, reg=point["reg"], batch_size=cfg.batch_size,
-                                    loss=loss if loss != "suffstats" else "torch", input=cfg.input,
-                                    additive=cfg.additive, seed=cfg.seed)
-        fit = fit_gradient(self.win(order, "train"), settings, self.device, progress=progress)
-        log_probs = fit.model.log_probs()
-        record.update(fit_seconds=fit.fit_seconds, compile_seconds=fit.compile_seconds,
-                      steps_per_second=fit.steps_per_second, train_losses=fit.losses)
-        record.update(self.losses_of(log_probs, order))
-        count = self.reference_count_fit(order)
-        count_losses = self.losses_of(count.model.log_probs(), order)
+    def compared_with_count(self, model: LanguageModel, own_nll: dict) -> dict:
+        """How far a model lies from the run's add-k count model of its order (its reference)."""
+        count = self.reference_count_fit(model.order).model
         ref_split = "dev" if "dev" in self.splits else "train"
-        record["count_k"] = count.model.k
-        record["count_nll"] = count_losses[f"{ref_split}_nll"]
-        record["nll_vs_count"] = record[f"{ref_split}_nll"] - record["count_nll"]
-        record["max_prob_diff"] = float((log_probs.exp() - count.model.log_probs().exp()).abs().max())
-        record.update(self.samples_of(fit.model.probs_float32(), order))
+        count_nll = self.losses_of(count)[f"{ref_split}_nll"]
+        return {"count_k": count.settings()["smoothing"], "count_nll": count_nll,
+                "nll_vs_count": own_nll[f"{ref_split}_nll"] - count_nll,
+                "max_prob_diff": float((model.log_prob_table().exp() - count.log_prob_table().exp()).abs().max())}
+
+    def evaluate(self, point: dict, progress=None) -> dict:
+        fam = family(point["method"])
+        record = {"key": config_key(point), "corpus": self.corpus.name, "order": point["order"], "method": point["method"],
+                  "loss": point["loss"], "smoothing_spec": point["smoothing_spec"], **fam.fields(point, self.cfg)}
+        try:
+            fit = self.fit(point, progress)
+        except Skipped as why:
+            record.update(status="skipped", error=str(why))
+            return record
+        record.update(fit.record)
+        record.update(self.losses_of(fit.model))
+        if fam.compare_with_count:
+            record.update(self.compared_with_count(fit.model, record))
+        record.update(self.samples_of(fit.model))
         return record
 
 
@@ -268,7 +245,7 @@ def run_grid(cfg: RunConfig, out_dir: Path, progress: Progress, command: str, pr
                 advance()
                 continue
             try:
-                steps = cfg.steps if point["method"] == "gradient" else 0
+                steps = family(point["method"]).steps(cfg)
                 with progress.bar(steps, f"{key}") as step:
                     record = runner.evaluate(point, progress=step)
                 record.setdefault("status", "ok")
@@ -294,7 +271,7 @@ def describe(record: dict) -> str:
     head = f"order {record['order']} {record['method']}"
     if record["method"] == "count":
         spec = record.get("smoothing_spec")
-        head += f" smoothing={spec}" + (f" (k={record['smoothing']:g})" if spec == "auto" and record.get("smoothing") is not None else "")
+        head += f" smoothing={spec}" + (f" (k={record['smoothing']:g})" if spec == TUNED_K and record.get("smoothing") is not None else "")
     else:
         head += f" loss={record['loss']} reg={record.get('reg')}"
     if record.get("status") != "ok":

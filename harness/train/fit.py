@@ -11,14 +11,17 @@ import kernels
 from harness.train import distributed
 from harness.core.errors import HarnessError
 from harness.evaluation.evaluate import mean_nll
-from harness.models.count import CountModel, GradientModel, fit_add_k, log_prob_source
+from harness.core.constants import LECTURE_SEED
+from harness.models.count import CountModel, fit_add_k
+from harness.models.gradient import GradientModel
+from harness.models.protocol import LanguageModel
 from harness.data.ngrams import Windows
 from kernels.suffstats import count_cross_entropy, target_counts
 
 
 @dataclass
 class FitResult:
-    model: CountModel
+    model: LanguageModel
     fit_seconds: float
     tuning: list[dict]  # [{"k": k, "dev_nll": nll}, ...] when k was tuned, else []
 
@@ -38,7 +41,7 @@ def fit_count(train: Windows, dev: Windows | None, k: float | None, k_grid, coun
     if k is None:
         best = None
         for candidate in k_grid:
-            nll = mean_nll(log_prob_source(model.with_smoothing(candidate)), dev)
+            nll = mean_nll(model.with_smoothing(candidate), dev)
             tuning.append({"k": float(candidate), "dev_nll": nll})
             if best is None or nll < best[1]:
                 best = (candidate, nll)
@@ -57,7 +60,7 @@ class GradientSettings:
     loss: str = "torch"  # kernels backend
     input: str = "table"  # table (fused gather) | index (W[ctx]) | onehot (lecture) | counts (sufficient statistics)
     additive: bool = False
-    seed: int = 2147483647
+    seed: int = LECTURE_SEED
 
 
 @dataclass

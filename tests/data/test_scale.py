@@ -11,7 +11,7 @@ from harness.data.corpus import ExpandedCorpus, expand_corpus, fold_and_filter, 
 from harness.core.errors import HarnessError
 from harness.evaluation.evaluate import mean_nll
 from harness.core.memory import memory_budget, parse_bytes
-from harness.models.count import CountModel, SparseCountModel, fit_add_k, log_prob_source
+from harness.models.count import CountModel, SparseCountModel, fit_add_k
 from harness.data.ngrams import WindowStream, count, count_chunked, ngram_ids, terminated, windows, windows_for
 from harness.evaluation.sampling import sample_batched
 
@@ -77,9 +77,9 @@ def test_chunked_nll_equals_whole(order, k):
     train, held = random_corpus("abcdefg", seed=5), random_corpus("abcdefgh"[:7], seed=6)
     held = pack("held", held.items, held.weights.tolist(), "cpu", vocab=train.vocab)
     model = CountModel.fit(windows(train, order), k)
-    whole = mean_nll(model.log_probs(), windows(held, order))
+    whole = mean_nll(model, windows(held, order))
     stream = WindowStream(expand_corpus(held, 1000), order, TINY_BUDGET)
-    assert mean_nll(model.log_probs(), stream) == pytest.approx(whole, rel=1e-12)
+    assert mean_nll(model, stream) == pytest.approx(whole, rel=1e-12)
     sparse = SparseCountModel.fit(WindowStream(train, order, TINY_BUDGET), k)
     assert mean_nll(sparse, stream) == pytest.approx(whole, rel=1e-12)
 
@@ -93,15 +93,15 @@ def test_sparse_equals_dense(order, k):
     sparse = SparseCountModel.fit(windows(train, order), k)
     assert len(sparse.ids) < dense.counts.numel() or order == 1
     hw = windows(held, order)
-    got, want = sparse.score(hw.context, hw.target), dense.log_probs()[hw.context, hw.target]
+    got, want = sparse.score(hw.context, hw.target), dense.log_prob_table()[hw.context, hw.target]
     assert not torch.isnan(got).any()
     torch.testing.assert_close(got, want, rtol=1e-12, atol=0)  # -inf where dense is -inf
-    nll_sparse, nll_dense = mean_nll(sparse, hw), mean_nll(dense.log_probs(), hw)
+    nll_sparse, nll_dense = mean_nll(sparse, hw), mean_nll(dense, hw)
     assert nll_sparse == pytest.approx(nll_dense, rel=1e-12) or (math.isinf(nll_sparse) and math.isinf(nll_dense))
     contexts = torch.arange(train.vocab.size ** (order - 1))
-    torch.testing.assert_close(sparse.next_token_probs(contexts), dense.probs_float32(), rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(sparse.next_token_probs(contexts), dense.probs_table(), rtol=1e-6, atol=1e-7)
     g1, g2 = torch.Generator().manual_seed(1), torch.Generator().manual_seed(1)
-    assert sample_batched(sparse, order, train.vocab, 8, g1) == sample_batched(dense.probs_float32(), order, train.vocab, 8, g2)
+    assert sample_batched(sparse, train.vocab, 8, g1) == sample_batched(dense, train.vocab, 8, g2)
 
 
 def test_unseen_context_under_sparse_model():
@@ -117,7 +117,7 @@ def test_fit_add_k_goes_sparse_past_the_budget():
     assert isinstance(fit_add_k(train, 1.0), CountModel)
     model = fit_add_k(train, 1.0, budget_bytes=1024)
     assert isinstance(model, SparseCountModel)
-    assert log_prob_source(model) is model
+    assert model.log_prob_table() is None and model.probs_table() is None  # scored through score()
 
 
 def test_memory_budget_and_sizes():

@@ -10,10 +10,10 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from harness.core.constants import LECTURE_SEED
 from harness.train import distributed
 from harness.cli import main
 from harness.data.corpus import expand_corpus, load_corpus
-from harness.evaluation.evaluate import mean_nll
 from harness.data.ngrams import WindowStream, count, count_chunked, windows
 from harness.data.splits import split_corpus
 from harness.train.fit import GradientSettings, fit_count, fit_gradient
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_availa
                                 reason="torch.distributed with the gloo backend is not available in this torch build")
 
 WORLD = 2
-SEED = 2147483647
+SEED = LECTURE_SEED
 CORPUS = "ssa:1900"  # 3,394 names, 23 K windows: small enough for 2 processes on 2 cores
 WEIGHTED = "ssa-births:1900"
 STREAM_BUDGET = {"weighted": 4096, "expanded": 2**20}  # bytes: ~100-250 chunks, so shards are cut mid-stream
