@@ -22,10 +22,20 @@ def _encode(obj):
     return obj
 
 
+def _floats(obj):
+    """Under a float key: "inf"/"-inf"/"nan" back to floats, also inside lists and dicts (intervals, per-item NLLs)."""
+    if isinstance(obj, str):
+        return _NONFINITE.get(obj, obj)
+    if isinstance(obj, list):
+        return [_floats(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: _floats(v) for k, v in obj.items()}
+    return obj
+
+
 def _decode(obj, float_keys: frozenset):
     if isinstance(obj, dict):
-        return {k: (_NONFINITE[v] if k in float_keys and isinstance(v, str) and v in _NONFINITE else _decode(v, float_keys))
-                for k, v in obj.items()}
+        return {k: (_floats(v) if k in float_keys else _decode(v, float_keys)) for k, v in obj.items()}
     if isinstance(obj, list):
         return [_decode(v, float_keys) for v in obj]
     return obj

@@ -95,6 +95,19 @@ def paired_difference(item_nll_a: torch.Tensor, item_nll_b: torch.Tensor, item_c
     return estimate, _percentile(ratios, level)
 
 
+def unpaired_difference(nll_a, chars_a, copies_a, nll_b, chars_b, copies_b, replicates: int = REPLICATES,
+                        level: float = LEVEL, seed: int = 0) -> tuple[float, Interval]:
+    """Mean NLL of B minus A on different items (two splits, two corpora): independent bootstraps."""
+    estimates, draws = [], []
+    for j, (nll, chars, copies) in enumerate(((nll_a, chars_a, copies_a), (nll_b, chars_b, copies_b))):
+        copies = torch.ones_like(chars, dtype=torch.float64) if copies is None else copies.to(torch.float64)
+        nll, chars = nll.to(torch.float64), chars.to(torch.float64)
+        estimates.append(float((copies * nll).sum() / (copies * chars).sum()))
+        (ratios,) = _replicate_ratios([nll], chars, copies, replicates, seed + j)
+        draws.append(ratios)
+    return estimates[1] - estimates[0], _percentile(draws[1] - draws[0], level)
+
+
 def beyond_noise(interval: Interval) -> bool:
     """A difference whose interval excludes zero."""
     return not interval.contains(0.0)

@@ -12,14 +12,15 @@ import pandas as pd
 import torch
 
 from harness.core import jsonio
+from harness.evaluation.intervals import Interval, beyond_noise, paired_difference, unpaired_difference
 from harness.models.families import TUNED_K
 from harness.models.smoothed import LABELS as SMOOTHING_LABELS
 from harness.models.smoothed import SHORT_LABELS
 
 FLOAT_KEYS = ("train_nll", "dev_nll", "test_nll", "train_ppl", "dev_ppl", "test_ppl", "smoothing", "count_nll",
-              "nll_vs_count", "train_losses", "max_prob_diff")
+              "nll_vs_count", "train_losses", "max_prob_diff", "train_nll_ci", "dev_nll_ci", "test_nll_ci", "item_nll")
 CSV_COLUMNS = ["corpus", "order", "method", "loss", "smoothing", "reg", "train_nll", "dev_nll", "test_nll",
-               "train_ppl", "dev_ppl", "test_ppl", "fit_seconds", "steps_per_second", "nll_vs_count",
+               "train_nll_ci", "dev_nll_ci", "test_nll_ci", "train_ppl", "dev_ppl", "test_ppl", "fit_seconds", "steps_per_second", "nll_vs_count",
                "max_prob_diff", "new_share", "heldout_share", "status", "error"]
 
 
@@ -34,8 +35,52 @@ def fmt(x, digits: int = 4) -> str:
     return str(x)
 
 
-def loss_table(records: list[dict]) -> str:
-    """One row per configuration; the best dev NLL (or train NLL without a dev split) in bold."""
+def with_interval(r: dict, split: str) -> str:
+    """An NLL cell: the estimate and, where the run has one, half the width of its 95 % bootstrap interval."""
+    value, ci = r.get(f"{split}_nll"), r.get(f"{split}_nll_ci")
+    cell = fmt(value)
+    if ci and value is not None and math.isfinite(value) and all(math.isfinite(x) for x in ci):
+        cell += f" ±{(ci[1] - ci[0]) / 2:.4f}"
+    elif ci and value is not None and math.isfinite(value):
+        cell += " (CI to inf)"
+    return cell
+
+
+def near_best(results: dict, split: str = "dev") -> dict[str, tuple[float, Interval]]:
+    """Each finished configuration's paired difference from the best one on `split` (B − best), over the
+    same items: key -> (estimate, interval). Empty where the run stored no per-item NLLs (older runs)."""
+    items = (results["run"].get("split_items") or {}).get(split)
+    records = [r for r in results["results"] if r.get("status", "ok") == "ok"
+               and split in (r.get("item_nll") or {}) and r.get(f"{split}_nll") is not None]
+    finite = [r for r in records if math.isfinite(r[f"{split}_nll"])]
+    if not items or not finite:
+        return {}
+    best = min(finite, key=lambda r: r[f"{split}_nll"])
+    chars = torch.tensor(items["chars"], dtype=torch.float64)
+    copies = torch.tensor(items["copies"], dtype=torch.float64)
+    base = torch.tensor(best["item_nll"][split], dtype=torch.float64)
+    seed = results["run"]["config"].get("seed", 0)
+    return {r["key"]: paired_difference(base, torch.tensor(r["item_nll"][split], dtype=torch.float64), chars, copies, seed=seed)
+            for r in records}
+
+
+def noise_cell(difference: tuple[float, Interval] | None) -> str:
+    if difference is None:
+        return "—"
+    estimate, interval = difference
+    if estimate == 0 and interval.low == 0 and interval.high == 0:
+        return "best"
+    span = f"{estimate:+.4f} [{interval.low:+.4f}, {interval.high:+.4f}]"
+    return span + (" ≈ best" if not beyond_noise(interval) else "")
+
+
+def loss_table(records: list[dict], noise: dict | None = None) -> str:
+    """One row per configuration; the best dev NLL (or train NLL without a dev split) in bold.
+
+    NLL cells carry ±half the width of their 95 % bootstrap interval over items; with `noise`
+    (`near_best`), a column gives each configuration's paired difference from the best on dev and
+    marks "≈ best" where that difference is within noise.
+    """
     key = "dev_nll" if any(r.get("dev_nll") is not None for r in records) else "train_nll"
     finite = [r[key] for r in records if r.get(key) is not None and math.isfinite(r[key])]
     best = min(finite) if finite else None
@@ -49,12 +94,14 @@ def loss_table(records: list[dict]) -> str:
         if r.get("status", "ok") != "ok":
             continue  # listed under the table by not_run_lines, so one long reason does not widen every row
         row.update({
-            "train NLL": fmt(r.get("train_nll")),
-            "dev NLL": fmt(r.get("dev_nll")),
-            "test NLL": fmt(r.get("test_nll")),
+            "train NLL": with_interval(r, "train"),
+            "dev NLL": with_interval(r, "dev"),
+            "test NLL": with_interval(r, "test"),
             ("dev ppl" if key == "dev_nll" else "train ppl"): fmt(r.get("dev_ppl" if key == "dev_nll" else "train_ppl"), 2),
             "fit s": fmt(r.get("fit_seconds"), 3),
         })
+        if noise:
+            row["dev − best [95 %]"] = noise_cell(noise.get(r["key"]))
         if has_gradient:
             row["steps/s"] = fmt(r.get("steps_per_second"), 1)
             row[f"Δ{key.split('_')[0]} vs count"] = fmt(r.get("nll_vs_count"), 4) if r["method"] == "gradient" else "—"
@@ -120,7 +167,13 @@ def render_report(results: dict) -> str:
     if split_files:
         lines += ["The split files (one item per line; weights as CSV for weighted corpora) let another toolkit "
                   "run on exactly this data.", ""]
-    lines += ["## Loss (mean NLL, nats per character)", "", loss_table(results["results"]), ""]
+    noise = near_best(results)
+    lines += ["## Loss (mean NLL, nats per character)", "", loss_table(results["results"], noise), ""]
+    if any(r.get("dev_nll_ci") or r.get("train_nll_ci") for r in results["results"]):
+        lines += ["± is half the width of the 95 % bootstrap interval over items (1,000 Poisson resamples of the split's "
+                  "items, each weighed by its copies; `*_nll_ci` in results.json holds [low, high])."
+                  + (" `dev − best` is the paired bootstrap difference from the best configuration on the same dev items; "
+                     "≈ best: within noise of it." if noise else ""), ""]
     not_run = not_run_lines(results["results"])
     if not_run:
         lines += ["Not run to the end:", "", *not_run, ""]
@@ -215,27 +268,98 @@ def timing_table(records: list[dict]) -> str | None:
     return pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True)
 
 
+TIMING_FLOOR_SECONDS = 0.5  # shorter fits swing 30x between identical runs: their ratio is noise
+
+
+def nll_difference(a: dict, b: dict, ra: dict, rb: dict, split: str) -> tuple[float, Interval | None, str] | None:
+    """B − A on a split: (estimate, 95 % interval or None, "paired" | "unpaired" | "")."""
+    x, y = ra.get(f"{split}_nll"), rb.get(f"{split}_nll")
+    if x is None or y is None or not (math.isfinite(x) and math.isfinite(y)):
+        return None
+    items_a = (a["run"].get("split_items") or {}).get(split)
+    items_b = (b["run"].get("split_items") or {}).get(split)
+    nll_a, nll_b = (ra.get("item_nll") or {}).get(split), (rb.get("item_nll") or {}).get(split)
+    if not (items_a and items_b and nll_a is not None and nll_b is not None):
+        return y - x, None, ""
+    seed = b["run"]["config"].get("seed", 0)
+    as_tensor = lambda values: torch.tensor(values, dtype=torch.float64)  # noqa: E731
+    if items_a == items_b and len(nll_a) == len(nll_b):
+        estimate, interval = paired_difference(as_tensor(nll_a), as_tensor(nll_b), as_tensor(items_a["chars"]),
+                                               as_tensor(items_a["copies"]), seed=seed)
+        return estimate, interval, "paired"
+    estimate, interval = unpaired_difference(as_tensor(nll_a), as_tensor(items_a["chars"]), as_tensor(items_a["copies"]),
+                                             as_tensor(nll_b), as_tensor(items_b["chars"]), as_tensor(items_b["copies"]),
+                                             seed=seed)
+    return estimate, interval, "unpaired"
+
+
+def delta_cell(difference) -> str:
+    if difference is None:
+        return "—"
+    estimate, interval, _ = difference
+    estimate = estimate + 0.0  # -0.0 prints as 0.00000
+    if interval is None:
+        return f"{estimate:+.5f}" if abs(estimate) >= 5e-6 else "0.00000"
+    verdict = "beyond noise" if beyond_noise(interval) else "within noise"
+    return f"{estimate:+.5f} [{interval.low:+.5f}, {interval.high:+.5f}] {verdict}"
+
+
+def matched_pairs(a: dict, b: dict) -> list[tuple[dict, dict]]:
+    """Finished configurations of A and B to compare: the same configuration key first; then, of what is
+    left, the one configuration of an order in A with the one of that order in B (an add-k run against a
+    Kneser-Ney run of the same orders compares model against model)."""
+    ok_a = [r for r in a["results"] if r.get("status") == "ok"]
+    ok_b = [r for r in b["results"] if r.get("status") == "ok"]
+    keys_b = {r["key"] for r in ok_b}
+    by_key = {r["key"]: r for r in ok_a}
+    pairs = [(by_key[r["key"]], r) for r in ok_b if r["key"] in by_key]
+    left_a = [r for r in ok_a if r["key"] not in keys_b]
+    left_b = [r for r in ok_b if r["key"] not in by_key]
+    for r in left_b:
+        same_order_a = [x for x in left_a if x["order"] == r["order"]]
+        same_order_b = [x for x in left_b if x["order"] == r["order"]]
+        if len(same_order_a) == 1 and len(same_order_b) == 1:
+            pairs.append((same_order_a[0], r))
+    return pairs
+
+
 def compare_runs(a: dict, b: dict, name_a: str, name_b: str) -> str:
-    """Markdown table of B − A per configuration present in both (NLL deltas, time ratios)."""
+    """Markdown table of B − A per configuration present in both: NLL deltas with their 95 % bootstrap
+    intervals (paired over the same items when both runs used the same split), and fit-time ratios only
+    where both fits took long enough for a ratio to mean something."""
     by_key = {r["key"]: r for r in a["results"] if r.get("status") == "ok"}
-    rows = []
-    for r in b["results"]:
-        other = by_key.get(r.get("key"))
-        if other is None or r.get("status") != "ok":
-            continue
-        row = {"configuration": r["key"]}
+    pairs = matched_pairs(a, b)
+    rows, kinds = [], set()
+    for other, r in pairs:
+        row = {"configuration": r["key"] if other["key"] == r["key"] else f"{other['key']} → {r['key']}"}
         for split in ("train", "dev", "test"):
-            x, y = other.get(f"{split}_nll"), r.get(f"{split}_nll")
-            row[f"Δ{split} NLL"] = fmt(y - x, 5) if x is not None and y is not None and math.isfinite(x) and math.isfinite(y) else "—"
+            difference = nll_difference(a, b, other, r, split) if split != "train" else (
+                None if other.get("train_nll") is None or r.get("train_nll") is None
+                or not (math.isfinite(other["train_nll"]) and math.isfinite(r["train_nll"]))
+                else (r["train_nll"] - other["train_nll"], None, ""))
+            if difference is not None and difference[2]:
+                kinds.add(difference[2])
+            row[f"Δ{split} NLL"] = delta_cell(difference)
         ta, tb = other.get("fit_seconds"), r.get("fit_seconds")
-        row["fit time B/A"] = f"{tb / ta:.2f}×" if ta and tb else "—"
+        if ta and tb and min(ta, tb) >= TIMING_FLOOR_SECONDS:
+            row["fit time B/A"] = f"{tb / ta:.2f}×"
+        else:
+            row["fit time B/A"] = f"— (under {TIMING_FLOOR_SECONDS:g} s)" if ta and tb else "—"
         row["same samples"] = "yes" if other.get("samples") == r.get("samples") else "no"
         rows.append(row)
-    only_a = sorted(set(by_key) - {r.get("key") for r in b["results"]})
-    only_b = sorted({r.get("key") for r in b["results"] if r.get("status") == "ok"} - set(by_key))
+    only_a = sorted(set(by_key) - {ra["key"] for ra, _ in pairs})
+    only_b = sorted({r.get("key") for r in b["results"] if r.get("status") == "ok"} - {rb["key"] for _, rb in pairs})
     lines = [f"# Compare runs: B − A", "", f"- A: `{name_a}` ({a['run']['corpus']['name']}, {a['run']['environment']['device_name']}, commit {a['run']['environment']['git_commit']})",
              f"- B: `{name_b}` ({b['run']['corpus']['name']}, {b['run']['environment']['device_name']}, commit {b['run']['environment']['git_commit']})", ""]
     lines.append(pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True) if rows else "No configuration finished in both runs.")
+    if kinds:
+        how = {"paired": "paired over the same items (both runs used the same split)",
+               "unpaired": "unpaired (the runs' splits differ: independent resamples of each)"}
+        lines += ["", "Intervals: 95 % bootstrap, " + "; ".join(how[k] for k in sorted(kinds))
+                  + ". A difference is beyond noise when its interval excludes 0. Train NLL deltas carry no interval "
+                  "(the train items are not stored per item)."]
+    lines += ["", f"Fit-time ratios are shown only where both fits took at least {TIMING_FLOOR_SECONDS:g} s; "
+              "shorter ones swing many-fold between identical runs on a shared machine."]
     if only_a:
         lines += ["", "Only in A: " + ", ".join(f"`{k}`" for k in only_a)]
     if only_b:

@@ -13,7 +13,8 @@ from harness.run import report
 from harness.run.config import RunConfig, grid_toml, resolve_device
 from harness.data.corpus import Corpus, expand_corpus, load_corpus
 from harness.core.env import environment
-from harness.evaluation.evaluate import corpus_nll, mean_nll, perplexity
+from harness.evaluation.evaluate import corpus_nll, item_nll, mean_nll, perplexity
+from harness.evaluation.intervals import nll_interval
 from harness.models.families import (FAMILIES, SMOOTHED_METHODS, TUNED_K, FitData, Fitted, Skipped, count_point,
                                      family, fit_configuration)
 from harness.models.protocol import LanguageModel
@@ -41,6 +42,13 @@ def corpus_stats(corpus: Corpus, splits: dict[str, Corpus]) -> dict:
             for name, part in splits.items()
         },
     }
+
+
+def split_items(splits: dict[str, Corpus]) -> dict:
+    """Per held-out split, each unique item's predicted characters and copies, in split order: with the
+    records' `item_nll` this is what a bootstrap over items needs, at report time too."""
+    return {s: {"chars": (part.lengths + 1).tolist(), "copies": part.item_weights().tolist()}
+            for s, part in splits.items() if s != "train"}
 
 
 def make_splits(corpus: Corpus, cfg: RunConfig) -> dict[str, Corpus]:
@@ -145,10 +153,24 @@ class Runner:
             return corpus_nll(model, self.splits[split])
         return mean_nll(model, self.win(model.order, split))
 
-    def losses_of(self, model: LanguageModel) -> dict:
+    def losses_of(self, model: LanguageModel, intervals: bool = True) -> dict:
+        """Each split's mean NLL and perplexity; with `intervals`, its 95 % bootstrap interval over items
+        (`{split}_nll_ci`) and the dev/test per-item NLLs (`item_nll`) that paired comparisons need."""
         nll = {s: (self.nll_of(model, s) if s in self.splits else None) for s in SPLIT_NAMES}
         out = {f"{s}_nll": v for s, v in nll.items()}
         out.update({f"{s}_ppl": (perplexity(v) if v is not None else None) for s, v in nll.items()})
+        if intervals:
+            per_item = {}
+            for s in SPLIT_NAMES:
+                if s not in self.splits:
+                    out[f"{s}_nll_ci"] = None
+                    continue
+                split = self.splits[s]
+                summed, chars = item_nll(model, split)
+                out[f"{s}_nll_ci"] = nll_interval(summed, chars, split.item_weights(), seed=self.cfg.seed).as_list()
+                if s != "train":
+                    per_item[s] = summed.tolist()
+            out["item_nll"] = per_item
         return out
 
     def samples_of(self, model: LanguageModel) -> dict:
@@ -160,7 +182,7 @@ class Runner:
         """How far a model lies from the run's add-k count model of its order (its reference)."""
         count = self.reference_count_fit(model.order).model
         ref_split = "dev" if "dev" in self.splits else "train"
-        count_nll = self.losses_of(count)[f"{ref_split}_nll"]
+        count_nll = self.losses_of(count, intervals=False)[f"{ref_split}_nll"]
         return {"count_k": count.settings()["smoothing"], "count_nll": count_nll,
                 "nll_vs_count": own_nll[f"{ref_split}_nll"] - count_nll,
                 "max_prob_diff": float((model.log_prob_table().exp() - count.log_prob_table().exp()).abs().max())}
@@ -190,6 +212,7 @@ def new_results(cfg: RunConfig, runner: Runner, command: str) -> dict:
             "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.__dict__.items()},
             "environment": environment(runner.device),
             "corpus": {**corpus_stats(runner.corpus, runner.splits), "split": cfg.split, "split_overlap": runner.overlap},
+            "split_items": split_items(runner.splits),
         },
         "results": [],
     }

@@ -1,0 +1,76 @@
+"""Intervals in a run: results.json, report.md and compare (issue 18)."""
+import json
+
+import pytest
+import torch
+
+from harness.cli import main
+from harness.evaluation.intervals import nll_interval
+
+
+@pytest.fixture(scope="module")
+def runs(names_path, tmp_path_factory):
+    """Two runs on the same seeded split of 3,000 names: add-k (two ks) and Kneser-Ney, orders 2 and 3."""
+    root = tmp_path_factory.mktemp("intervals")
+    corpus = root / "names3000.txt"
+    corpus.write_text("".join(names_path.read_text().splitlines(keepends=True)[:3000]))
+    common = ["run", "--device", "cpu", "--quiet", "--corpus", str(corpus), "--samples", "2", "--orders", "2,3"]
+    assert main([*common, "--smoothing", "0.5,1", "--out", str(root / "addk")]) == 0
+    assert main([*common, "--smoothing", "kn", "--out", str(root / "kn")]) == 0
+    return root
+
+
+def load(folder):
+    return json.loads((folder / "results.json").read_text())
+
+
+def test_every_nll_carries_an_interval_that_contains_it(runs):
+    for name in ("addk", "kn"):
+        for r in load(runs / name)["results"]:
+            for split in ("train", "dev", "test"):
+                low, high = r[f"{split}_nll_ci"]
+                assert low <= r[f"{split}_nll"] <= high
+                assert 0.001 < high - low < 0.2
+
+
+def test_per_item_nlls_are_aligned_with_the_split(runs):
+    """The stored per-item NLLs, weighed by the stored copies and lengths, give the run's own NLL (computed
+    over windows), and their bootstrap is the stored interval."""
+    results = load(runs / "addk")
+    for split in ("dev", "test"):
+        items = results["run"]["split_items"][split]
+        chars = torch.tensor(items["chars"], dtype=torch.float64)
+        copies = torch.tensor(items["copies"], dtype=torch.float64)
+        for r in results["results"]:
+            per_item = torch.tensor(r["item_nll"][split], dtype=torch.float64)
+            assert float((copies * per_item).sum() / (copies * chars).sum()) == pytest.approx(r[f"{split}_nll"], abs=1e-9)
+            seed = results["run"]["config"]["seed"]
+            assert nll_interval(per_item, chars, copies, seed=seed).as_list() == pytest.approx(r[f"{split}_nll_ci"])
+
+
+def test_report_marks_the_best_and_its_near_neighbours(runs):
+    text = (runs / "addk" / "report.md").read_text()
+    table = text[text.index("## Loss"):]
+    assert "±" in table and "dev − best [95 %]" in table
+    assert table.count("| best ") == 1
+    # the trigram beats the bigram by ~0.2 nats: far beyond noise, so the bigram rows are not "≈ best"
+    bigram_rows = [line for line in table.splitlines() if line.startswith("| 2 ")]
+    assert bigram_rows and all("≈ best" not in line for line in bigram_rows)
+
+
+def test_compare_add_k_against_kn_says_what_is_beyond_noise(runs, capsys):
+    assert main(["compare", str(runs / "addk"), str(runs / "kn")]) == 0
+    out = capsys.readouterr().out
+    # orders 2 and 3 have two add-k configurations each in A: no one-to-one pair, and no shared key
+    assert "No configuration finished in both runs" in out and "Only in A" in out and "Only in B" in out
+    one_k = runs / "addk1"
+    assert main(["run", "--device", "cpu", "--quiet", "--corpus", str(runs / "names3000.txt"), "--samples", "2",
+                 "--orders", "2,3", "--smoothing", "1", "--out", str(one_k)]) == 0
+    capsys.readouterr()
+    assert main(["compare", str(one_k), str(runs / "kn")]) == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if "→" in line]
+    assert len(rows) == 2
+    assert "paired over the same items" in out
+    trigram = next(line for line in rows if line.startswith("| order=3"))
+    assert "beyond noise" in trigram  # KN beats add-k k=1 at order 3 by far more than its noise
