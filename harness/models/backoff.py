@@ -1,0 +1,352 @@
+"""Backoff n-gram models: the form an ARPA file holds, and the fast way to score a smoothed model.
+
+A backoff model lists, per order k, some k-grams with a log10 probability and (below the top
+order) a log10 backoff weight, and scores a target w after a context h as
+
+    log P(w | h) = log p(h_s w) + sum of bow(h_j) over the context suffixes h_j longer than h_s
+
+where h_s w is the longest listed n-gram ending the context (KenLM's and SRILM's rule). Every
+target is listed as a unigram, so some order always hits.
+
+Ids and the start of an item. The harness pads an order-n context with n-1 boundary tokens
+(id 0); an ARPA sentence starts with one `<s>`. Boundary tokens occur in a context only as that
+padding, and the target 0 only as the end token, so one base-V id space holds both: in a k-gram
+id (oldest token most significant) a leading 0 is `<s>`, a final 0 is `</s>`, and the harness
+context 0^j c1..cm (any j >= 1) is KenLM's history `<s> c1..cm`. A k-gram with two leading zeros
+(`<s> <s> ..`) is never listed, so the padded suffixes of a harness context miss and add no
+backoff, and the lookup lands where KenLM's does. At order 1 the id 0 carries `</s>`'s
+probability and `<s>`'s backoff (neither token has the other's).
+
+`to_backoff(model)` compiles a fitted harness model into this form exactly (scores equal the
+model's to float64 rounding):
+
+  - kn, wb and add-k are recursions P_k(w|h) = alpha_k(h,w) + gamma_k(h) P_{k-1}(w|h') down to
+    1/V (add-k: one level, alpha = c/(c(h)+kV), gamma = kV/(c(h)+kV)). A listed k-gram without
+    padding gets P_k, the recursion stopped at order k, and its backoff is gamma_{k+1}. A k-gram
+    `<s> c w` (the harness n-grams 0^j c w of every order, one leading zero kept) gets the full
+    order-n P(w | 0^(n-1-m) c), and `<s> c` backs off by the product of the gammas of all the
+    padded orders above it, so a model that tells `..e` from `.e` (wb, add-k) keeps telling.
+  - interp mixes orders (P = l0/V + sum_k l_k P_k) instead of recursing, and an add-k order
+    with an unseen context still gives 1/V, which no backoff weight can express. So every
+    observed context lists all V targets with R_k(w|h) = sum_{i<=k} l_i P_i + (rest of the
+    weight)/V and backoff 1: the longest observed context suffix is then the longest hit.
+  - add-k with k = 0 gives probability 0, which ARPA cannot hold: refused.
+
+The listed sets are closed under prefix and suffix (each added n-gram gets the probability the
+backoff rule would give it, and backoff 1), as KenLM's right-to-left lookup needs.
+
+Lookups: an order whose V^k ids fit DENSE_MAX_IDS is two dense arrays (log10 prob, NaN where
+unlisted; log10 bow, 0 where unlisted), indexed by id; a higher order is an open-addressing
+hash (multiplicative, linear probing, load <= 1/4), probed on the device, only the queries that
+collided probing again. Scoring is a loop over orders, never over tokens.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+from harness.core.errors import HarnessError
+from harness.models.count import CountModel, SparseCountModel
+from harness.models.protocol import NGramModel
+from harness.models.smoothed import AddKInterpolationModel, Level, SmoothedModel
+
+LN10 = math.log(10.0)
+DENSE_MAX_IDS = 1 << 20  # 27^4 = 531 K ids: 8.5 MB of float64 per order
+HASH_LOAD = 0.25
+# Fibonacci hashing's odd constant (2^64 / golden ratio) as a signed int64: ids of one context are
+# consecutive (h*V + w), and id % P alone would put them in one long probing cluster
+HASH_MULTIPLIER = 0x9E3779B97F4A7C15 - (1 << 64)
+
+
+# ---------------------------------------------------------------------------------------------
+# per-order lookup
+
+
+def _next_prime(n: int) -> int:
+    def is_prime(m):
+        if m < 2:
+            return False
+        return all(m % d for d in range(2, int(m**0.5) + 1))
+
+    while not is_prime(n):
+        n += 1
+    return n
+
+
+class _Order:
+    """The listed k-grams of one order: log10 prob (NaN = unlisted) and log10 bow (0 = none) by id."""
+
+    def __init__(self, order: int, vocab_size: int, keys, log10_prob, log10_bow):
+        device = keys.device
+        self.dense = vocab_size**order <= DENSE_MAX_IDS
+        if self.dense:
+            size = vocab_size**order
+            self.prob = torch.full((size,), float("nan"), dtype=torch.float64, device=device)
+            self.bow = torch.zeros(size, dtype=torch.float64, device=device)
+            self.prob[keys] = log10_prob
+            self.bow[keys] = log10_bow
+            return
+        # open addressing: a home slot by multiplicative hashing, then the next free slot; the
+        # last slot stays empty and is where every miss lands
+        P = _next_prime(max(7, int(keys.numel() / HASH_LOAD)))
+        self.size = P
+        self.keys = torch.full((P + 1,), -1, dtype=torch.int64, device=device)
+        self.prob = torch.full((P + 1,), float("nan"), dtype=torch.float64, device=device)
+        self.bow = torch.zeros(P + 1, dtype=torch.float64, device=device)
+        pending = torch.arange(keys.numel(), device=device)
+        slot = self._home(keys)
+        while pending.numel():  # vectorised insertion: each free slot takes one pending key per round
+            want = slot[pending]
+            free = self.keys[want] == -1
+            first = torch.full((P,), -1, dtype=torch.int64, device=device)
+            first.scatter_reduce_(0, want[free], pending[free], reduce="amax", include_self=True)
+            winners = first[first >= 0]
+            self.keys[slot[winners]] = keys[winners]
+            self.prob[slot[winners]] = log10_prob[winners]
+            self.bow[slot[winners]] = log10_bow[winners]
+            placed = torch.zeros(keys.numel(), dtype=torch.bool, device=device)
+            placed[winners] = True
+            pending = pending[~placed[pending]]
+            slot[pending] = (slot[pending] + 1) % P
+
+    def _home(self, ids: torch.Tensor) -> torch.Tensor:
+        return (ids * HASH_MULTIPLIER) % self.size  # int64 products wrap; % of a positive P is >= 0
+
+    def slots(self, ids: torch.Tensor) -> torch.Tensor:
+        """Index into prob/bow of each id (the empty last slot where the id is not listed)."""
+        if self.dense:
+            return ids
+        P = self.size
+        slot = self._home(ids)
+        probe = self.keys[slot]
+        open_ = (probe != ids) & (probe != -1)
+        miss = probe == -1
+        slot = torch.where(miss, P, slot)
+        todo = open_.nonzero().squeeze(1)
+        while todo.numel():  # only the queries whose first slot held another id
+            s = (slot[todo] + 1) % P
+            probe = self.keys[s]
+            hit, empty = probe == ids[todo], probe == -1
+            slot[todo] = torch.where(empty, P, s)
+            todo = todo[~(hit | empty)]
+        return slot
+
+
+# ---------------------------------------------------------------------------------------------
+# the model
+
+
+@dataclass
+class BackoffModel(NGramModel):
+    """A backoff model over harness ids (module docstring), order n, V tokens (0 = boundary).
+
+    keys[k-1]: (M_k,) int64 sorted unique k-gram ids; log10_probs[k-1], log10_bows[k-1]: (M_k,)
+    float64 (bows 0 at the top order). Every id 0..V-1 must be listed at order 1.
+    """
+
+    order: int
+    vocab_size: int
+    keys: list[torch.Tensor]
+    log10_probs: list[torch.Tensor]
+    log10_bows: list[torch.Tensor]
+    _orders: list[_Order] = field(init=False, repr=False)
+
+    def __post_init__(self):
+        V = self.vocab_size
+        unigrams = self.keys[0]
+        if unigrams.numel() != V or not torch.equal(unigrams, torch.arange(V, device=unigrams.device)):
+            raise HarnessError(f"a backoff model over {V} tokens needs every one of them as a unigram; "
+                               "give a model whose vocabulary matches its unigrams")
+        self._orders = [_Order(k, V, key, p, b) for k, (key, p, b)
+                        in enumerate(zip(self.keys, self.log10_probs, self.log10_bows), start=1)]
+
+    @property
+    def device(self) -> torch.device:
+        return self.keys[0].device
+
+    def to(self, device) -> "BackoffModel":
+        return BackoffModel(self.order, self.vocab_size, [t.to(device) for t in self.keys],
+                            [t.to(device) for t in self.log10_probs], [t.to(device) for t in self.log10_bows])
+
+    def num_ngrams(self) -> list[int]:
+        return [int(k.numel()) for k in self.keys]
+
+    def log10_score(self, context: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """(N,) float64 log10 P(target | context), the ARPA rule, from order 1 up."""
+        V = self.vocab_size
+        context, target = context.to(self.device), target.to(self.device)
+        first = self._orders[0]
+        best = first.prob[target]
+        acc = torch.zeros_like(best)
+        for k in range(2, self.order + 1):
+            below, this = self._orders[k - 2], self._orders[k - 1]
+            h = context % V ** (k - 1) if k < self.order else context
+            acc += below.bow[below.slots(h)]  # bow of the length-(k-1) context, paid unless order >= k hits
+            lp = this.prob[this.slots(h * V + target)]
+            hit = ~torch.isnan(lp)
+            best = torch.where(hit, lp, best)
+            acc = torch.where(hit, 0.0, acc)
+        return best + acc
+
+    def score(self, context: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """(N,) float64 natural-log probabilities of target ids given order-n context ids."""
+        return self.log10_score(context, target) * LN10
+
+    def next_token_probs(self, context: torch.Tensor) -> torch.Tensor:
+        """(B, V) float32 rows over the V tokens, renormalised (an ARPA's <unk> may hold some mass)."""
+        V, B = self.vocab_size, context.numel()
+        context = context.to(self.device)
+        rows = self.score(context.repeat_interleave(V), torch.arange(V, device=self.device).repeat(B)).view(B, V).exp()
+        return (rows / rows.sum(1, keepdim=True)).float()
+
+
+# ---------------------------------------------------------------------------------------------
+# compiling harness models
+
+
+def _num_tokens(ids: torch.Tensor, width: int, V: int) -> torch.Tensor:
+    """Number of base-V digits of each id below `width` digits (leading zeros not counted)."""
+    digits = torch.zeros_like(ids)
+    for d in range(width):
+        digits += (ids >= V**d).long()
+    return digits
+
+
+def _close(keys: list[torch.Tensor], V: int) -> list[torch.Tensor]:
+    """Sorted unique keys per order with every prefix and suffix of a listed k-gram listed one order down.
+
+    The suffix of k-gram x is x % V^(k-1) (for `<s> c w` that is x itself, `c w`), its prefix x // V.
+    """
+    n = len(keys)
+    keys = list(keys)
+    keys[0] = torch.cat([keys[0], torch.arange(V, device=keys[0].device)])
+    for k in range(n, 1, -1):
+        x = torch.unique(keys[k - 1])
+        keys[k - 1] = x
+        keys[k - 2] = torch.cat([keys[k - 2], x % V ** (k - 1), x // V])
+    keys[0] = torch.unique(keys[0])
+    return keys
+
+
+def _levels_probs(levels, V: int, context: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """P(target | context) of the recursion over `levels` (lowest first) from 1/V."""
+    p = torch.full(context.shape, 1.0 / V, dtype=torch.float64, device=context.device)
+    for level in levels:
+        gamma, alpha = level.lookup(context, target, V)
+        p = alpha + gamma * p
+    return p
+
+
+def _levels_gamma(levels, V: int, context: torch.Tensor) -> torch.Tensor:
+    gamma = torch.ones(context.shape, dtype=torch.float64, device=context.device)
+    for level in levels:
+        gamma = gamma * level.lookup(context, torch.zeros_like(context), V)[0]
+    return gamma
+
+
+def _arpa_keys(levels, n: int, V: int) -> list[torch.Tensor]:
+    """The harness n-grams of every level as ARPA k-gram ids: 0^j c w (j >= 1) becomes `<s> c w`."""
+    keys = [[] for _ in range(n)]
+    device = levels[-1].ngram.device
+    for level in levels:
+        j, x = level.order, level.ngram
+        if x.numel() == 0:
+            continue
+        lead = x < V ** (j - 1)
+        keys[j - 1].append(x[~lead])
+        start = x[lead]
+        orders = (_num_tokens(start, j, V) + 1).clamp(min=2)  # <s>, then the tokens after the padding
+        for k in range(2, j + 1):
+            keys[k - 1].append(start[orders == k])
+    return [torch.cat(k) if k else torch.zeros(0, dtype=torch.int64, device=device) for k in keys]
+
+
+def _from_levels(n: int, V: int, levels) -> BackoffModel:
+    keys = _close(_arpa_keys(levels, n, V), V)
+    probs, bows = [], []
+    for k, x in enumerate(keys, start=1):
+        context, target = x // V, x % V
+        start = x < V ** (k - 1)  # a leading `<s>` (at order 1: the id 0 as a context is <s>)
+        if k == 1:
+            p = _levels_probs(levels[:1], V, context, target)
+        else:
+            p = torch.where(start, _levels_probs(levels, V, context, target), _levels_probs(levels[:k], V, context, target))
+        if k < n:
+            bow = torch.where(start, _levels_gamma(levels[k:], V, x), _levels_gamma(levels[k:k + 1], V, x))
+        else:
+            bow = torch.ones_like(p)
+        if bool((p <= 0).any()):
+            raise HarnessError("the model gives probability 0 to an n-gram, which an ARPA file cannot hold; "
+                               "use a smoothed model (add-k with k > 0, kn, wb, interp)")
+        probs.append(p.log10())
+        bows.append(bow.log10())
+    return BackoffModel(n, V, keys, probs, bows)
+
+
+def _from_interpolation(model) -> BackoffModel:
+    """interp: every observed context lists all V targets (module docstring), backoff weights 1."""
+    n, V = model.order, model.vocab_size
+    device = model.weights.device
+    arange = torch.arange(V, device=device)
+    keys = [[] for _ in range(n)]
+    for level in model.levels:
+        j, h = level.order, level.context
+        if j == 1:
+            keys[0].append(arange)
+            continue
+        lead = h < V ** (j - 2)
+        keys[j - 1].append((h[~lead][:, None] * V + arange).flatten())
+        start = h[lead]
+        orders = _num_tokens(start, j - 1, V) + 2  # `<s> c w`
+        for k in range(2, j + 1):
+            keys[k - 1].append((start[orders == k][:, None] * V + arange).flatten())
+    keys = _close([torch.cat(k) for k in keys], V)
+    weights = model.weights
+    probs = []
+    for k, x in enumerate(keys, start=1):
+        context, target = x // V, x % V
+        components = model.component_probs(context, target)
+        truncated = components[:, :k + 1] @ weights[:k + 1] + float(weights[k + 1:].sum()) / V
+        p = truncated if k == 1 else torch.where(x < V ** (k - 1), components @ weights, truncated)
+        probs.append(p.log10())
+    return BackoffModel(n, V, keys, probs, [torch.zeros_like(p) for p in probs])
+
+
+def _add_k_levels(order: int, V: int, ids: torch.Tensor, counts: torch.Tensor, k: float):
+    """An add-k model as one recursion level over empty lower ones: P = c/(c(h)+kV) + kV/(c(h)+kV) / V."""
+    if k <= 0:
+        raise HarnessError("add-k with k = 0 gives probability 0 to unseen n-grams, which a backoff "
+                           "model or an ARPA file cannot hold; use k > 0")
+    device = ids.device
+    context, inverse = torch.unique_consecutive(ids // V, return_inverse=True)
+    total = torch.zeros(context.numel(), dtype=torch.float64, device=device).index_add_(0, inverse, counts) + k * V
+    empty = torch.zeros(0, dtype=torch.int64, device=device)
+    nothing = torch.zeros(0, dtype=torch.float64, device=device)
+    lower = [Level(j, empty, nothing, empty, nothing) for j in range(1, order)]
+    return lower + [Level(order, ids, counts / total[inverse], context, k * V / total)]
+
+
+def to_backoff(model) -> BackoffModel:
+    """The backoff form of a fitted model: add-k (CountModel, SparseCountModel), kn, wb, interp.
+
+    Its scores equal model.score (or the dense table) to float64 rounding; a BackoffModel is returned as is.
+    """
+    if isinstance(model, BackoffModel):
+        return model
+    if isinstance(model, AddKInterpolationModel):
+        return _from_interpolation(model)
+    if isinstance(model, SmoothedModel):
+        return _from_levels(model.order, model.vocab_size, model.levels)
+    if isinstance(model, CountModel):
+        flat = model.counts.flatten()
+        ids = flat.nonzero().squeeze(1)
+        levels = _add_k_levels(model.order, model.vocab_size, ids, flat[ids].to(torch.float64), model.k)
+        return _from_levels(model.order, model.vocab_size, levels)
+    if isinstance(model, SparseCountModel):
+        keep = model.counts > 0
+        levels = _add_k_levels(model.order, model.vocab_size, model.ids[keep], model.counts[keep], model.k)
+        return _from_levels(model.order, model.vocab_size, levels)
+    raise HarnessError(f"cannot compile a {type(model).__name__} into backoff form; "
+                       "give an add-k, kn, wb or interp n-gram model")
