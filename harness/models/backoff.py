@@ -44,7 +44,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
+import numpy as np
 import torch
 
 from harness.core.errors import HarnessError
@@ -350,3 +352,107 @@ def to_backoff(model) -> BackoffModel:
         return _from_levels(model.order, model.vocab_size, levels)
     raise HarnessError(f"cannot compile a {type(model).__name__} into backoff form; "
                        "give an add-k, kn, wb or interp n-gram model")
+
+
+# ---------------------------------------------------------------------------------------------
+# scoring a large file in chunks
+
+BYTES_PER_PREDICTION = 200  # a chunk's token stream, context ids and the per-order lookup temporaries
+DEFAULT_STREAM_BYTES = 256 * 1024**2
+CARRIAGE_RETURN, UNKNOWN_CHAR = -2, -1
+
+
+@dataclass(frozen=True)
+class FileScore:
+    """The summed NLL (nats) of a file's predicted tokens, their number (characters + one end per item), its items."""
+
+    nll_nats: float
+    predictions: int
+    items: int
+
+    @property
+    def mean_nll(self) -> float:
+        return self.nll_nats / self.predictions if self.predictions else float("nan")
+
+
+def _code_table(vocab) -> tuple[np.ndarray, bool]:
+    """Character code (a byte where the vocabulary is ASCII, else a code point) -> id; newline -> 0."""
+    points = [ord(ch) for ch in vocab.itos[1:]]
+    ascii_only = max(points, default=0) < 128
+    table = np.full(256 if ascii_only else 0x110000, UNKNOWN_CHAR, dtype=np.int16)
+    table[points] = np.arange(1, len(points) + 1)
+    table[ord("\n")] = 0
+    table[ord("\r")] = CARRIAGE_RETURN
+    return table, ascii_only
+
+
+def _encode_lines(block: bytes, table: np.ndarray, ascii_only: bool, path) -> np.ndarray:
+    """Ids of whole lines, each ended by 0, blank lines and carriage returns dropped."""
+    if ascii_only:
+        codes = np.frombuffer(block, dtype=np.uint8)
+    else:
+        try:
+            codes = np.frombuffer(block.decode("utf-8").encode("utf-32-le"), dtype=np.uint32)
+        except UnicodeDecodeError as exc:
+            raise HarnessError(f"{str(path)!r} is not valid UTF-8 ({exc.reason}); re-encode it, e.g. iconv -t UTF-8") from None
+    ids = table[codes]
+    if (ids == UNKNOWN_CHAR).any():
+        code = int(codes[int(np.argmax(ids == UNKNOWN_CHAR))])
+        shown = repr(chr(code)) if code < 128 or not ascii_only else "a non-ASCII character"
+        raise HarnessError(f"{str(path)!r} contains {shown}, not in the model's vocabulary; score files made of its characters only")
+    ids = ids[ids != CARRIAGE_RETURN]
+    if len(ids) and ids[-1] != 0:
+        ids = np.append(ids, 0)  # a last line without its newline
+    previous = np.concatenate([[0], ids[:-1]])
+    return ids[(ids != 0) | (previous != 0)].astype(np.int64)
+
+
+def _stream_windows(tokens: torch.Tensor, order: int, V: int) -> torch.Tensor:
+    """Context ids of every token of a stream of whole lines (each ended by 0), padded per line."""
+    position = torch.arange(tokens.numel(), device=tokens.device)
+    starts = torch.ones_like(tokens, dtype=torch.bool)
+    starts[1:] = tokens[:-1] == 0
+    line_start = torch.cummax(torch.where(starts, position, 0), 0).values
+    offset = position - line_start
+    context = torch.zeros_like(tokens)
+    for j in range(order - 1, 0, -1):  # a loop over context positions, oldest first
+        shifted = torch.zeros_like(tokens)
+        shifted[j:] = tokens[:-j]
+        context = context * V + torch.where(offset >= j, shifted, 0)
+    return context
+
+
+def score_file_streamed(model: NGramModel, path, vocab, max_bytes: int = DEFAULT_STREAM_BYTES,
+                        device=None) -> FileScore:
+    """Score a text file (one item per line) under an n-gram model, chunk by chunk within `max_bytes`.
+
+    Every character and each line's end token is predicted (the harness convention, which is
+    KenLM query's for the same file); blank lines are skipped. Only one chunk of lines is held at
+    a time: about max_bytes / BYTES_PER_PREDICTION predicted tokens.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise HarnessError(f"file to score {str(path)!r} does not exist; give a text file, one item per line")
+    if vocab.size != model.vocab_size:
+        raise HarnessError(f"the vocabulary has {vocab.size} tokens but the model {model.vocab_size}; pass the model's vocabulary")
+    if device is None:
+        device = getattr(model, "device", "cpu")
+    table, ascii_only = _code_table(vocab)
+    chunk_bytes = max(1 << 12, max_bytes // BYTES_PER_PREDICTION)
+    nll, predictions, items = 0.0, 0, 0
+    with path.open("rb") as handle:
+        rest = b""
+        while True:
+            data = handle.read(chunk_bytes)
+            block = rest + data
+            cut = block.rfind(b"\n") + 1 if data else len(block)
+            block, rest = block[:cut], block[cut:]
+            if block:
+                tokens = torch.from_numpy(_encode_lines(block, table, ascii_only, path)).to(device)
+                if tokens.numel():
+                    context = _stream_windows(tokens, model.order, model.vocab_size)
+                    nll -= float(model.score(context, tokens).sum())
+                    predictions += tokens.numel()
+                    items += int((tokens == 0).sum())
+            if not data:
+                return FileScore(nll, predictions, items)
