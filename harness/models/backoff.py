@@ -145,7 +145,9 @@ class BackoffModel(NGramModel):
     """A backoff model over harness ids (module docstring), order n, V tokens (0 = boundary).
 
     keys[k-1]: (M_k,) int64 sorted unique k-gram ids; log10_probs[k-1], log10_bows[k-1]: (M_k,)
-    float64 (bows 0 at the top order). Every id 0..V-1 must be listed at order 1.
+    float64 (bows 0 at the top order). Every id 0..V-1 must be listed at order 1. Contexts are
+    those the convention produces (boundary tokens only as leading padding); a boundary after a
+    character inside a context, which no item has, is outside it.
     """
 
     order: int
@@ -180,7 +182,7 @@ class BackoffModel(NGramModel):
         V = self.vocab_size
         context, target = context.to(self.device), target.to(self.device)
         first = self._orders[0]
-        best = first.prob[target]
+        best = first.prob[first.slots(target)]
         acc = torch.zeros_like(best)
         for k in range(2, self.order + 1):
             below, this = self._orders[k - 2], self._orders[k - 1]
