@@ -35,10 +35,12 @@ model's to float64 rounding):
 The listed sets are closed under prefix and suffix (each added n-gram gets the probability the
 backoff rule would give it, and backoff 1), as KenLM's right-to-left lookup needs.
 
-Lookups: an order whose V^k ids fit DENSE_MAX_IDS is two dense arrays (log10 prob, NaN where
-unlisted; log10 bow, 0 where unlisted), indexed by id; a higher order is an open-addressing
-hash (multiplicative, linear probing, load <= 1/4), probed on the device, only the queries that
-collided probing again. Scoring is a loop over orders, never over tokens.
+Lookups, per order k >= 2: the context h (k-1 tokens) is found once, in a dense index where
+its V^(k-1) ids fit DENSE_MAX_IDS, else in an open-addressing hash (multiplicative hashing,
+linear probing, load <= 1/4; only the queries that collided probe again); its row holds the V
+log10 probabilities of (h, w) (NaN where unlisted) and its backoff weight. Where contexts x V
+would pass ROWS_MAX_BYTES (a large vocabulary), the n-gram h w and the context h are found
+apart instead. Scoring is a loop over orders, never over tokens, on the model's device.
 """
 from __future__ import annotations
 
@@ -55,7 +57,8 @@ from harness.models.protocol import NGramModel
 from harness.models.smoothed import AddKInterpolationModel, Level, SmoothedModel
 
 LN10 = math.log(10.0)
-DENSE_MAX_IDS = 1 << 20  # 27^4 = 531 K ids: 8.5 MB of float64 per order
+DENSE_MAX_IDS = 1 << 20  # ids of at most 4 names characters (27^4 = 531 K): a 4 MB int64 index
+ROWS_MAX_BYTES = 256 * 1024**2
 HASH_LOAD = 0.25
 # Fibonacci hashing's odd constant (2^64 / golden ratio) as a signed int64: ids of one context are
 # consecutive (h*V + w), and id % P alone would put them in one long probing cluster
@@ -66,74 +69,92 @@ HASH_MULTIPLIER = 0x9E3779B97F4A7C15 - (1 << 64)
 # per-order lookup
 
 
-def _next_prime(n: int) -> int:
-    def is_prime(m):
-        if m < 2:
-            return False
-        return all(m % d for d in range(2, int(m**0.5) + 1))
+class _Index:
+    """Position of each id in a sorted unique id tensor of `width` tokens, or `size` where absent.
 
-    while not is_prime(n):
-        n += 1
-    return n
+    A dense table where V^width ids fit DENSE_MAX_IDS; else open addressing (module docstring).
+    """
 
-
-class _Order:
-    """The listed k-grams of one order: log10 prob (NaN = unlisted) and log10 bow (0 = none) by id."""
-
-    def __init__(self, order: int, vocab_size: int, keys, log10_prob, log10_bow):
+    def __init__(self, width: int, vocab_size: int, keys: torch.Tensor):
         device = keys.device
-        self.dense = vocab_size**order <= DENSE_MAX_IDS
+        self.size = keys.numel()
+        self.dense = vocab_size**width <= DENSE_MAX_IDS
+        positions = torch.arange(self.size, device=device)
         if self.dense:
-            size = vocab_size**order
-            self.prob = torch.full((size,), float("nan"), dtype=torch.float64, device=device)
-            self.bow = torch.zeros(size, dtype=torch.float64, device=device)
-            self.prob[keys] = log10_prob
-            self.bow[keys] = log10_bow
+            self.table = torch.full((vocab_size**width,), self.size, dtype=torch.int64, device=device)
+            self.table[keys] = positions
             return
-        # open addressing: a home slot by multiplicative hashing, then the next free slot; the
-        # last slot stays empty and is where every miss lands
-        P = _next_prime(max(7, int(keys.numel() / HASH_LOAD)))
-        self.size = P
-        self.keys = torch.full((P + 1,), -1, dtype=torch.int64, device=device)
-        self.prob = torch.full((P + 1,), float("nan"), dtype=torch.float64, device=device)
-        self.bow = torch.zeros(P + 1, dtype=torch.float64, device=device)
-        pending = torch.arange(keys.numel(), device=device)
-        slot = self._home(keys)
+        self.bits = max(3, math.ceil(math.log2(max(1, self.size) / HASH_LOAD)))
+        slots = 1 << self.bits
+        self.keys = torch.full((slots,), -1, dtype=torch.int64, device=device)
+        self.table = torch.full((slots,), self.size, dtype=torch.int64, device=device)
+        pending, slot = positions, self._home(keys)
         while pending.numel():  # vectorised insertion: each free slot takes one pending key per round
             want = slot[pending]
             free = self.keys[want] == -1
-            first = torch.full((P,), -1, dtype=torch.int64, device=device)
+            first = torch.full((slots,), -1, dtype=torch.int64, device=device)
             first.scatter_reduce_(0, want[free], pending[free], reduce="amax", include_self=True)
             winners = first[first >= 0]
             self.keys[slot[winners]] = keys[winners]
-            self.prob[slot[winners]] = log10_prob[winners]
-            self.bow[slot[winners]] = log10_bow[winners]
-            placed = torch.zeros(keys.numel(), dtype=torch.bool, device=device)
+            self.table[slot[winners]] = winners
+            placed = torch.zeros(self.size, dtype=torch.bool, device=device)
             placed[winners] = True
             pending = pending[~placed[pending]]
-            slot[pending] = (slot[pending] + 1) % P
+            slot[pending] = (slot[pending] + 1) & (slots - 1)
 
     def _home(self, ids: torch.Tensor) -> torch.Tensor:
-        return (ids * HASH_MULTIPLIER) % self.size  # int64 products wrap; % of a positive P is >= 0
+        # the top bits of the wrapped int64 product (the mask undoes the arithmetic shift's sign)
+        return ((ids * HASH_MULTIPLIER) >> (64 - self.bits)) & ((1 << self.bits) - 1)
 
-    def slots(self, ids: torch.Tensor) -> torch.Tensor:
-        """Index into prob/bow of each id (the empty last slot where the id is not listed)."""
+    def __call__(self, ids: torch.Tensor) -> torch.Tensor:
         if self.dense:
-            return ids
-        P = self.size
+            return self.table[ids]
+        mask = (1 << self.bits) - 1
         slot = self._home(ids)
         probe = self.keys[slot]
-        open_ = (probe != ids) & (probe != -1)
-        miss = probe == -1
-        slot = torch.where(miss, P, slot)
-        todo = open_.nonzero().squeeze(1)
-        while todo.numel():  # only the queries whose first slot held another id
-            s = (slot[todo] + 1) % P
+        todo = ((probe != ids) & (probe != -1)).nonzero().squeeze(1)
+        while todo.numel():  # only the queries whose slot held another id probe on
+            s = (slot[todo] + 1) & mask
+            slot[todo] = s
             probe = self.keys[s]
-            hit, empty = probe == ids[todo], probe == -1
-            slot[todo] = torch.where(empty, P, s)
-            todo = todo[~(hit | empty)]
-        return slot
+            todo = todo[(probe != ids[todo]) & (probe != -1)]
+        found = self.keys[slot] == ids
+        return torch.where(found, self.table[slot], self.size)
+
+
+class _Order:
+    """How order k >= 2 is looked up: log10 p(h w) and the backoff weight of h (listed at order k-1).
+
+    rows (where contexts x V float64 fit ROWS_MAX_BYTES): one index lookup of the context h gives
+    its row of V log-probs (NaN where unlisted) and its backoff weight: a single probe per order.
+    flat: the k-gram id h*V + w and the context h are looked up apart (large vocabularies).
+    """
+
+    def __init__(self, k: int, V: int, keys, log10_prob, below_keys, below_bow):
+        device = keys.device
+        nan = torch.tensor([float("nan")], dtype=torch.float64, device=device)
+        zero = torch.zeros(1, dtype=torch.float64, device=device)
+        # contexts: those of listed k-grams, and every (k-1)-gram with a backoff weight
+        contexts = torch.unique(torch.cat([keys // V, below_keys[below_bow != 0]]))
+        self.rows = (contexts.numel() + 1) * V * 8 <= ROWS_MAX_BYTES
+        if self.rows:
+            self.context_index = _Index(k - 1, V, contexts)
+            table = torch.full((contexts.numel() + 1, V), float("nan"), dtype=torch.float64, device=device)
+            table[self.context_index(keys // V), keys % V] = log10_prob
+            self.prob = table.flatten()
+            at = torch.searchsorted(below_keys, contexts).clamp_(max=max(0, below_keys.numel() - 1))
+            listed = below_keys[at] == contexts
+            self.bow = torch.cat([torch.where(listed, below_bow[at], 0.0), zero])
+        else:
+            self.index, self.below_index = _Index(k, V, keys), _Index(k - 1, V, below_keys)
+            self.prob, self.bow = torch.cat([log10_prob, nan]), torch.cat([below_bow, zero])
+
+    def lookup(self, h: torch.Tensor, target: torch.Tensor, V: int):
+        """(log10 p(h w), NaN where unlisted; log10 bow(h), 0 where h has none) for contexts h of k-1 tokens."""
+        if self.rows:
+            row = self.context_index(h)
+            return self.prob[row * V + target], self.bow[row]
+        return self.prob[self.index(h * V + target)], self.bow[self.below_index(h)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -155,6 +176,7 @@ class BackoffModel(NGramModel):
     keys: list[torch.Tensor]
     log10_probs: list[torch.Tensor]
     log10_bows: list[torch.Tensor]
+    _unigram: torch.Tensor = field(init=False, repr=False)
     _orders: list[_Order] = field(init=False, repr=False)
 
     def __post_init__(self):
@@ -163,8 +185,9 @@ class BackoffModel(NGramModel):
         if unigrams.numel() != V or not torch.equal(unigrams, torch.arange(V, device=unigrams.device)):
             raise HarnessError(f"a backoff model over {V} tokens needs every one of them as a unigram; "
                                "give a model whose vocabulary matches its unigrams")
-        self._orders = [_Order(k, V, key, p, b) for k, (key, p, b)
-                        in enumerate(zip(self.keys, self.log10_probs, self.log10_bows), start=1)]
+        self._unigram = self.log10_probs[0]
+        self._orders = [_Order(k, V, self.keys[k - 1], self.log10_probs[k - 1], self.keys[k - 2], self.log10_bows[k - 2])
+                        for k in range(2, self.order + 1)]
 
     @property
     def device(self) -> torch.device:
@@ -181,14 +204,12 @@ class BackoffModel(NGramModel):
         """(N,) float64 log10 P(target | context), the ARPA rule, from order 1 up."""
         V = self.vocab_size
         context, target = context.to(self.device), target.to(self.device)
-        first = self._orders[0]
-        best = first.prob[first.slots(target)]
+        best = self._unigram[target]
         acc = torch.zeros_like(best)
         for k in range(2, self.order + 1):
-            below, this = self._orders[k - 2], self._orders[k - 1]
             h = context % V ** (k - 1) if k < self.order else context
-            acc += below.bow[below.slots(h)]  # bow of the length-(k-1) context, paid unless order >= k hits
-            lp = this.prob[this.slots(h * V + target)]
+            lp, bow = self._orders[k - 2].lookup(h, target, V)
+            acc += bow  # the backoff weight of the length-(k-1) context, paid unless order >= k hits
             hit = ~torch.isnan(lp)
             best = torch.where(hit, lp, best)
             acc = torch.where(hit, 0.0, acc)

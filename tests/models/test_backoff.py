@@ -97,16 +97,21 @@ def test_every_context_and_target_equals_the_model_on_a_tiny_corpus(tiny, method
     torch.testing.assert_close(rows.sum(1), torch.ones(C), rtol=0, atol=1e-5)
 
 
-def test_hashed_orders_equal_dense_orders(split, monkeypatch):
-    """With every order hashed (no dense table) the scores do not change."""
+@pytest.mark.parametrize("rows_max_bytes", [0, 1 << 30])
+def test_hashed_and_flat_lookups_equal_dense_rows(split, monkeypatch, rows_max_bytes):
+    """Every order hashed (no dense index), by context rows or by flat n-gram ids: the same scores."""
     _, _, splits = split
     train, test = windows(splits["train"], 4), windows(splits["test"], 4)
     model = WittenBellModel.fit(train)
-    dense = to_backoff(model)
+    reference = to_backoff(model)
+    assert all(order.rows and order.context_index.dense for order in reference._orders)
     monkeypatch.setattr(backoff, "DENSE_MAX_IDS", 0)
+    monkeypatch.setattr(backoff, "ROWS_MAX_BYTES", rows_max_bytes)
     hashed = to_backoff(model)
-    assert not any(order.dense for order in hashed._orders) and all(order.dense for order in dense._orders)
-    torch.testing.assert_close(hashed.score(test.context, test.target), dense.score(test.context, test.target), rtol=0, atol=0)
+    assert all(order.rows == bool(rows_max_bytes) for order in hashed._orders)
+    indexes = [o.context_index if o.rows else o.index for o in hashed._orders]
+    assert not any(index.dense for index in indexes)
+    torch.testing.assert_close(hashed.score(test.context, test.target), reference.score(test.context, test.target), rtol=0, atol=0)
 
 
 def test_add_k_with_k_zero_and_unknown_models_are_refused(tiny):
