@@ -149,12 +149,17 @@ class _Order:
             self.index, self.below_index = _Index(k, V, keys), _Index(k - 1, V, below_keys)
             self.prob, self.bow = torch.cat([log10_prob, nan]), torch.cat([below_bow, zero])
 
-    def lookup(self, h: torch.Tensor, target: torch.Tensor, V: int):
-        """(log10 p(h w), NaN where unlisted; log10 bow(h), 0 where h has none) for contexts h of k-1 tokens."""
+    def lookup(self, h: torch.Tensor, target: torch.Tensor, V: int, row, lp, bow) -> None:
+        """Into lp: log10 p(h w), NaN where unlisted; into bow: log10 bow(h), 0 where h has none
+        (h: contexts of k-1 tokens; row: an int64 scratch buffer of the same shape)."""
         if self.rows:
-            row = self.context_index(h)
-            return self.prob[row * V + target], self.bow[row]
-        return self.prob[self.index(h * V + target)], self.bow[self.below_index(h)]
+            row.copy_(self.context_index(h))
+            torch.index_select(self.bow, 0, row, out=bow)
+            row.mul_(V).add_(target)
+            torch.index_select(self.prob, 0, row, out=lp)
+            return
+        torch.index_select(self.bow, 0, self.below_index(h), out=bow)
+        torch.index_select(self.prob, 0, self.index(h * V + target), out=lp)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -201,19 +206,26 @@ class BackoffModel(NGramModel):
         return [int(k.numel()) for k in self.keys]
 
     def log10_score(self, context: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """(N,) float64 log10 P(target | context), the ARPA rule, from order 1 up."""
+        """(N,) float64 log10 P(target | context), the ARPA rule, from order 1 up.
+
+        The loop reuses a few (N,) buffers in place: on CPU a fresh tensor of a million float64
+        costs page faults that are a large part of a gather's time.
+        """
         V = self.vocab_size
         context, target = context.to(self.device), target.to(self.device)
         best = self._unigram[target]
         acc = torch.zeros_like(best)
+        h, row = torch.empty_like(context), torch.empty_like(context)
+        lp, bow = torch.empty_like(best), torch.empty_like(best)
+        miss = torch.empty(context.shape, dtype=torch.bool, device=context.device)
         for k in range(2, self.order + 1):
-            h = context % V ** (k - 1) if k < self.order else context
-            lp, bow = self._orders[k - 2].lookup(h, target, V)
+            torch.remainder(context, V ** (k - 1), out=h)
+            self._orders[k - 2].lookup(h, target, V, row, lp, bow)
             acc += bow  # the backoff weight of the length-(k-1) context, paid unless order >= k hits
-            hit = ~torch.isnan(lp)
-            best = torch.where(hit, lp, best)
-            acc = torch.where(hit, 0.0, acc)
-        return best + acc
+            torch.ne(lp, lp, out=miss)  # NaN: (h, w) not listed at order k
+            torch.where(miss, best, lp, out=best)
+            acc.mul_(miss)
+        return best.add_(acc)
 
     def score(self, context: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """(N,) float64 natural-log probabilities of target ids given order-n context ids."""
@@ -432,16 +444,17 @@ def _encode_lines(block: bytes, table: np.ndarray, ascii_only: bool, path) -> np
 
 def _stream_windows(tokens: torch.Tensor, order: int, V: int) -> torch.Tensor:
     """Context ids of every token of a stream of whole lines (each ended by 0), padded per line."""
-    position = torch.arange(tokens.numel(), device=tokens.device)
-    starts = torch.ones_like(tokens, dtype=torch.bool)
-    starts[1:] = tokens[:-1] == 0
-    line_start = torch.cummax(torch.where(starts, position, 0), 0).values
-    offset = position - line_start
+    ends = (tokens == 0).nonzero().squeeze(1)
+    starts = torch.cat([ends.new_zeros(1), ends[:-1] + 1])
+    offset = torch.arange(tokens.numel(), device=tokens.device)
+    offset -= torch.repeat_interleave(starts, ends - starts + 1)  # position within the line
     context = torch.zeros_like(tokens)
+    shifted = torch.empty_like(tokens)
     for j in range(order - 1, 0, -1):  # a loop over context positions, oldest first
-        shifted = torch.zeros_like(tokens)
+        shifted[:j] = 0
         shifted[j:] = tokens[:-j]
-        context = context * V + torch.where(offset >= j, shifted, 0)
+        shifted.mul_(offset >= j)  # tokens of the line before are padding
+        context.mul_(V).add_(shifted)
     return context
 
 
