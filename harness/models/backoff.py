@@ -106,9 +106,9 @@ class _Index:
         # the top bits of the wrapped int64 product (the mask undoes the arithmetic shift's sign)
         return ((ids * HASH_MULTIPLIER) >> (64 - self.bits)) & ((1 << self.bits) - 1)
 
-    def __call__(self, ids: torch.Tensor) -> torch.Tensor:
+    def __call__(self, ids: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
         if self.dense:
-            return self.table[ids]
+            return torch.index_select(self.table, 0, ids, out=out) if out is not None else self.table[ids]
         mask = (1 << self.bits) - 1
         slot = self._home(ids)
         probe = self.keys[slot]
@@ -119,7 +119,8 @@ class _Index:
             probe = self.keys[s]
             todo = todo[(probe != ids[todo]) & (probe != -1)]
         found = self.keys[slot] == ids
-        return torch.where(found, self.table[slot], self.size)
+        result = torch.where(found, self.table[slot], self.size)
+        return result if out is None else out.copy_(result)
 
 
 class _Order:
@@ -153,7 +154,7 @@ class _Order:
         """Into lp: log10 p(h w), NaN where unlisted; into bow: log10 bow(h), 0 where h has none
         (h: contexts of k-1 tokens; row: an int64 scratch buffer of the same shape)."""
         if self.rows:
-            row.copy_(self.context_index(h))
+            self.context_index(h, out=row)
             torch.index_select(self.bow, 0, row, out=bow)
             row.mul_(V).add_(target)
             torch.index_select(self.prob, 0, row, out=lp)
