@@ -167,3 +167,11 @@ def _write(path, text):
 def _windows_of(items, vocab, order):
     win = windows(pack("items", items, None, "cpu", vocab=vocab), order)
     return win.context, win.target
+
+
+@pytest.mark.parametrize("order", [1, 2, 6, 9])
+def test_stream_contexts_equal_the_windows_of_the_corpus(tiny, order):
+    """Per-line padding of a token stream, int32 and (V^8 > 2^31 for order 9) int64, against data.ngrams.windows."""
+    win = windows(tiny, order)
+    stream = torch.cat([torch.tensor(tiny.vocab.encode(item) + [0]) for item in tiny.items])
+    torch.testing.assert_close(backoff._stream_windows(stream, order, tiny.vocab.size), win.context, rtol=0, atol=0)
