@@ -36,16 +36,23 @@ BEST = "best.pt"
 ADAM_BETAS = (0.9, 0.99)  # makemore.py's
 
 
-def default_threads(cpu_count: int | None = None) -> int:
-    """Intra-op threads for training on the CPU: one per core, but at most 2.
+def default_threads(cpu_count: int | None = None, load: float | None = None) -> int:
+    """Intra-op threads for training on the CPU: 1 on a machine of 2 cores or fewer, else the
+    cores the 1-minute load average leaves idle (at least 1).
 
-    Measured on the project's 2-core machine (default Transformer, batch 32, one process): two
-    threads step faster than one when the cores are free, and the small per-op kernels of these
-    models gain nothing from more threads than cores, while oversubscribing a busy machine makes
-    every op wait on its slowest thread. See the note of issue 15 for the figures.
+    Measured on the project's 2-core machine (default Transformer and MLP steps, batch 32, 1 and
+    2 threads alternating in one process, load average 4.7-6.6 from other users): 1 thread ran
+    10-16x more steps per second than 2 (Transformer 38 vs 3 steps/s; with one more busy process
+    11.5 vs 0.7). These models' ops are too small to split, and a thread that waits for a busy
+    core stalls every op; the cores were never idle during the measurement, so the gain of 2
+    threads on an idle machine is unmeasured and cannot pay for that risk.
     """
     cores = cpu_count if cpu_count is not None else (os.cpu_count() or 1)
-    return max(1, min(2, cores))
+    if cores <= 2:
+        return 1
+    if load is None:
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    return max(1, min(cores, cores - math.ceil(load)))
 
 
 def lr_at(step: int, settings: NeuralSettings, horizon: int) -> float:
@@ -203,6 +210,7 @@ def fit_neural(family: str, settings: NeuralSettings, train_corpus: Corpus, dev_
     if dev is not None and dev.vocab != train.vocab:
         raise HarnessError("the dev corpus has another vocabulary than train; split one corpus (or use --split files:, which shares one)")
     block_size = settings.block_size or longest_item(train, *([dev] if dev is not None else [])) + 1
+    train_T = longest_item(train) + 1  # columns of a batch that holds the longest training item whole
     V = train.vocab.size
     meta = _meta(family, settings, train.vocab, block_size)
     folder = None if checkpoint_dir is None else Path(checkpoint_dir)
@@ -214,6 +222,9 @@ def fit_neural(family: str, settings: NeuralSettings, train_corpus: Corpus, dev_
     with _cpu_threads(settings, device) as threads, torch.random.fork_rng(devices=rng_devices):
         torch.manual_seed(settings.seed)
         model = build_model(family, V, block_size, settings).to(device)
+        if model.positions_limited and block_size < train_T:
+            raise HarnessError(f"{family}: block_size {block_size} is shorter than the longest training item + 1 "
+                               f"({train_T}); use block_size 0 (automatic) or at least {train_T}")
         optimizer = make_optimizer(model, settings)
         sampler = torch.Generator(device=device).manual_seed(settings.seed)
         state = _State(horizon=settings.steps)
@@ -235,8 +246,8 @@ def fit_neural(family: str, settings: NeuralSettings, train_corpus: Corpus, dev_
         forward = torch.compile(model) if settings.compile else model
         # Trimmed batches (T = the longest drawn item + 1) cost one host sync and a new shape per
         # step: cheap on the CPU, where they save the padding's work; on CUDA or under compile the
-        # batch keeps block_size columns, so no step waits on the host and shapes stay static.
-        static_T = block_size if (cuda or settings.compile) else None
+        # batch keeps train_T columns, so no step waits on the host and shapes stay static.
+        static_T = train_T if (cuda or settings.compile) else None
         autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda and settings.bf16 else contextlib.nullcontext()
         weights = train.item_weights().to(torch.float64)
         lengths = train.lengths
@@ -307,10 +318,12 @@ def fit_neural(family: str, settings: NeuralSettings, train_corpus: Corpus, dev_
             pending_tokens += (lengths[rows] + 1).sum()
             state.step += 1
             if state.step % settings.eval_interval == 0:
-                if settings.time_budget_seconds and len(state.dev_curve) == 0:
-                    # the schedule ends where the budget will: steps the budget allows at the speed so far
-                    rate = state.step / (state.seconds + time.perf_counter() - started)
-                    state.horizon = min(settings.steps, max(state.step, int(rate * settings.time_budget_seconds)))
+                if settings.time_budget_seconds:
+                    # the schedule ends where the budget will: at each score, the steps the time left
+                    # allows at the mean speed so far (a shared machine's speed drifts during a run)
+                    elapsed = state.seconds + time.perf_counter() - started
+                    left = max(0.0, settings.time_budget_seconds - elapsed)
+                    state.horizon = min(settings.steps, state.step + int(state.step / elapsed * left))
                 if score_dev():
                     state.stop_reason = "patience"
                 state.seconds += time.perf_counter() - started

@@ -13,7 +13,7 @@ from harness.data.splits import split_corpus
 from harness.models.neural.common import NeuralSettings
 from harness.models.neural.families import FAMILIES
 from harness.models.neural.scoring import corpus_nll, sample_names
-from harness.train.neural import BEST, CHECKPOINT, fit_neural, load_model, lr_at
+from harness.train.neural import BEST, CHECKPOINT, default_threads, fit_neural, load_model, lr_at
 
 TINY = dict(n_embd=8, n_embd2=16, n_layer=1, n_head=2, batch_size=16, warmup_steps=5, eval_interval=10, threads=1)
 
@@ -162,3 +162,18 @@ def test_unavailable_backend_is_a_harness_error(split, monkeypatch):
     monkeypatch.setenv("TRITON_INTERPRET", "0")  # no CUDA and no interpreter: the Triton kernel cannot run
     with pytest.raises(HarnessError, match="loss backend 'triton' cannot run on cpu"):
         fit_neural("mlp", NeuralSettings(**TINY, loss="triton"), split["train"], split["dev"])
+
+
+def test_thread_rule():
+    assert default_threads(2, 0.0) == 1 and default_threads(1, 0.0) == 1  # this project's machine: 1
+    assert default_threads(16, 3.2) == 12 and default_threads(8, 20.0) == 1
+
+
+def test_context_shorter_than_the_items(split):
+    """An MLP with a 3-token context trains on whole items (its windows slide); a Transformer
+    cannot hold an item longer than its position table, and says so."""
+    fit = fit_neural("mlp", NeuralSettings(**{**TINY, "block_size": 3}, steps=20, lr=1e-2), split["train"], split["dev"])
+    assert fit.block_size == 3 and fit.model.order == 4 and math.isfinite(fit.best_dev_nll)
+    longest = int(split["train"].lengths.max()) + 1
+    with pytest.raises(HarnessError, match=f"at least {longest}"):
+        fit_neural("transformer", NeuralSettings(**{**TINY, "block_size": 3}, steps=20), split["train"], split["dev"])

@@ -124,11 +124,13 @@ class NeuralModel(nn.Module, LanguageModel):
 
     `max_context`: the most input tokens one position may depend on (MLP, CNN: block_size;
     Transformer: its position table), or None (GRU). Longer inputs are scored by sliding a window
-    of that many tokens, as makemore's generate crops its context.
+    of that many tokens, as makemore's generate crops its context; a family whose forward cannot
+    take them at all (`positions_limited`) must be trained with block_size >= the longest item + 1.
     """
 
     family: str = ""
     max_context: int | None = None
+    positions_limited = False  # forward cannot take more than max_context columns (a position table)
 
     def __init__(self, vocab_size: int, block_size: int, settings: NeuralSettings):
         super().__init__()

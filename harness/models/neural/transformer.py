@@ -50,6 +50,7 @@ class Transformer(NeuralModel):
     """wte + wpe -> n_layer Blocks -> LayerNorm -> Linear (no bias) to V logits."""
 
     family = "transformer"
+    positions_limited = True
 
     def __init__(self, vocab_size: int, block_size: int, settings: NeuralSettings):
         if settings.n_embd % settings.n_head:
