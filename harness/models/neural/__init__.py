@@ -1,0 +1,6 @@
+"""Neural character models (MLP, WaveNet-style CNN, GRU, Transformer) behind the model protocol.
+
+`common` holds the settings and the glue every family shares, one module per family holds its
+network, `families` names them, `scoring` evaluates and samples any LanguageModel exactly.
+Training lives in `harness.train.neural`.
+"""
