@@ -152,5 +152,10 @@ def test_torchrun_run_writes_once_and_equals_one_process(tmp_path):
         torch.testing.assert_close(b.pop("train_losses"), a.pop("train_losses"), rtol=1e-5, atol=0)
         for key in [k for k, v in a.items() if isinstance(v, float)]:
             assert b.pop(key) == pytest.approx(a.pop(key), rel=1e-5, abs=1e-7), key
+        for key in [k for k in a if k.endswith("_nll_ci")]:  # intervals of float-rounded per-item NLLs
+            assert b.pop(key) == pytest.approx(a.pop(key), rel=1e-5), key
+        for split, per_item in a.pop("item_nll").items():
+            assert b["item_nll"].pop(split) == pytest.approx(per_item, rel=1e-5), split
+        assert b.pop("item_nll") == {}
         assert a == b  # the rest (samples included) is identical
     assert (many / "split" / "train.txt").read_text() == (single / "split" / "train.txt").read_text()
