@@ -115,7 +115,8 @@ def write_split(out_dir: Path, splits: dict[str, Corpus]) -> dict[str, str]:
     unique item once), and for weighted corpora NAME.csv with columns item,weight.
 
     Reading NAME.txt (or NAME.csv) back with --split files: gives the same items and weights.
-    Returns name -> the file to hand another toolkit, relative to out_dir.
+    Returns name -> the file the report links, relative to out_dir: NAME.csv for every split of a
+    weighted corpus (the report counts copies, so it links the file that holds them), else NAME.txt.
     """
     folder = Path(out_dir) / "split"
     folder.mkdir(parents=True, exist_ok=True)
@@ -127,10 +128,9 @@ def write_split(out_dir: Path, splits: dict[str, Corpus]) -> dict[str, str]:
             for item, w in zip(part.items, weights):
                 f.write((item + "\n") * (w if expand else 1))
         written[name] = f"split/{name}.txt"
-        if part.weights is not None:
+        if part.weights is not None:  # the CSV holds the exact copies: the file to link for every split
             import pandas as pd
 
             pd.DataFrame({"item": part.items, "weight": weights}).to_csv(folder / f"{name}.csv", index=False)
-            if not expand:
-                written[name] = f"split/{name}.csv"
+            written[name] = f"split/{name}.csv"
     return written

@@ -111,3 +111,19 @@ def test_bad_split_specs(tmp_path, capsys):
     assert "does not exist" in capsys.readouterr().err
     assert main(["run", "--split", "halves"]) == 2
     assert "files:TRAIN,DEV,TEST" in capsys.readouterr().err
+
+
+def test_weighted_splits_link_their_csv_and_plain_ones_their_txt(tmp_path):
+    from harness.data.corpus import pack
+    from harness.data.splits import read_split_file, split_corpus, write_split
+
+    items = [f"name{chr(97 + i)}{chr(97 + j)}" for i in range(6) for j in range(5)]
+    weighted = pack("w", items, [1 + (i * 7) % 5 for i in range(len(items))], "cpu")
+    links = write_split(tmp_path / "w", split_corpus(weighted, 1))
+    assert all(link.endswith(".csv") for link in links.values())
+    for name, link in links.items():
+        got_items, got_weights = read_split_file(tmp_path / "w" / link)
+        part = split_corpus(weighted, 1)[name]
+        assert got_items == list(part.items) and got_weights == part.item_weights().tolist()
+    plain = pack("p", items, None, "cpu")
+    assert all(link.endswith(".txt") for link in write_split(tmp_path / "p", split_corpus(plain, 1)).values())
