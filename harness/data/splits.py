@@ -115,22 +115,25 @@ def write_split(out_dir: Path, splits: dict[str, Corpus]) -> dict[str, str]:
     unique item once), and for weighted corpora NAME.csv with columns item,weight.
 
     Reading NAME.txt (or NAME.csv) back with --split files: gives the same items and weights.
-    Returns name -> the file the report links, relative to out_dir: NAME.csv for every split of a
-    weighted corpus (the report counts copies, so it links the file that holds them), else NAME.txt.
+    Returns name -> the file the report links, relative to out_dir: NAME.txt for every split while
+    each txt lists every copy, else NAME.csv for every split (the file that holds the copies).
     """
     folder = Path(out_dir) / "split"
     folder.mkdir(parents=True, exist_ok=True)
     written = {}
+    # one rule for every split, so the report links files of one kind: txt while each lists every copy
+    every_copy_listed = all(part.weights is None or part.num_items() <= EXPAND_LINES_MAX for part in splits.values())
     for name, part in splits.items():
         weights = part.item_weights().tolist()
-        expand = part.weights is None or sum(weights) <= EXPAND_LINES_MAX
+        expand = part.weights is None or part.num_items() <= EXPAND_LINES_MAX
         with open(folder / f"{name}.txt", "w", encoding="utf-8") as f:
             for item, w in zip(part.items, weights):
                 f.write((item + "\n") * (w if expand else 1))
         written[name] = f"split/{name}.txt"
-        if part.weights is not None:  # the CSV holds the exact copies: the file to link for every split
+        if part.weights is not None:
             import pandas as pd
 
             pd.DataFrame({"item": part.items, "weight": weights}).to_csv(folder / f"{name}.csv", index=False)
-            written[name] = f"split/{name}.csv"
+            if not every_copy_listed:  # the txt files list names once: link the CSVs, which hold the copies
+                written[name] = f"split/{name}.csv"
     return written

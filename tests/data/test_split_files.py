@@ -89,11 +89,14 @@ def test_compare_two_runs(tmp_path, capsys):
     for out, k in ((a, "0.1"), (b, "1")):
         assert main(["run", "--corpus", "ssa:1900", "--orders", "2,3", "--smoothing", k, "--samples", "2", "--quiet", "--out", str(out)]) == 0
     capsys.readouterr()
-    # different k means different configurations: nothing to compare, said so
+    # different k: no shared key, so each order's one configuration in A is compared with B's of that order
     assert main(["compare", str(a), str(b)]) == 0
     text = capsys.readouterr().out
-    assert "No configuration finished in both runs" in text
-    assert "Only in A: `order=2 count smoothing=0.1`" in text and "Only in B: `order=2 count smoothing=1.0`" in text
+    ra, rb = records(a), records(b)
+    for order, (x, y) in enumerate(zip(ra, rb), 2):
+        row = next(line for line in text.splitlines() if line.startswith(f"| order={order} count smoothing=0.1 → order={order} count smoothing=1.0"))
+        assert f"{y['dev_nll'] - x['dev_nll']:+.5f}" in row and "noise" in row
+    assert "paired over the same items" in text and "Only in" not in text
     c = tmp_path / "c"
     assert main(["run", "--corpus", "ssa:1900", "--orders", "2,3", "--smoothing", "0.1", "--samples", "2", "--seed", "7",
                  "--quiet", "--out", str(c)]) == 0
@@ -113,12 +116,15 @@ def test_bad_split_specs(tmp_path, capsys):
     assert "files:TRAIN,DEV,TEST" in capsys.readouterr().err
 
 
-def test_weighted_splits_link_their_csv_and_plain_ones_their_txt(tmp_path):
+def test_a_run_links_split_files_of_one_kind(tmp_path):
     from harness.data.corpus import pack
-    from harness.data.splits import read_split_file, split_corpus, write_split
+    from harness.data.splits import EXPAND_LINES_MAX, read_split_file, split_corpus, write_split
 
     items = [f"name{chr(97 + i)}{chr(97 + j)}" for i in range(6) for j in range(5)]
     weighted = pack("w", items, [1 + (i * 7) % 5 for i in range(len(items))], "cpu")
+    assert all(link.endswith(".txt") for link in write_split(tmp_path / "small", split_corpus(weighted, 1)).values())
+    # past the line cap in one split (train), every split links its CSV
+    weighted = pack("w", items, [1 + (i * 7) % 5 + (EXPAND_LINES_MAX if i == 0 else 0) for i in range(len(items))], "cpu")
     links = write_split(tmp_path / "w", split_corpus(weighted, 1))
     assert all(link.endswith(".csv") for link in links.values())
     for name, link in links.items():
