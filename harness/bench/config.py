@@ -52,6 +52,7 @@ CPU_ELEMENTS = 2**24  # default CPU grid: N x V = 2^24 (64 MiB of fp32 logits) f
 CPU_VS = (27, 729, 4096, 32768)
 QUICK_CPU_SHAPES = ((2**18 // 729, 729),)  # --quick on CPU: one shape, every backend once (README)
 QUICK_REPETITIONS = 10  # --quick's timed repetitions, unless --repetitions is given
+QUICK_PASSES = ("fwd+bwd",)  # --quick's passes, unless --passes is given: each backend compiles once
 GPU_NS = tuple(2**k for k in range(12, 25))
 GPU_VS = (27, 4096, 32768, 729, 131072)  # the headline vocabularies first (see run_bench's loop)
 
@@ -133,7 +134,8 @@ def make_bench_config(args: argparse.Namespace) -> BenchConfig:
         raise HarnessError(f"--backends: unknown {', '.join(bad) or '(none given)'}; choose among all, {', '.join(VARIANTS)}")
     # keep the report's row order, whatever order the user typed
     backends = tuple(b for b in VARIANTS if b in backends)
-    passes = tuple(dict.fromkeys(split_list(args.passes)))
+    passes = tuple(dict.fromkeys(split_list(args.passes))) if args.passes else (
+        QUICK_PASSES if args.quick else DEFAULTS.passes)
     bad = [p for p in passes if p not in PASSES]
     if bad or not passes:
         raise HarnessError(f"--passes: unknown {', '.join(bad) or '(none given)'}; choose among {', '.join(PASSES)}")

@@ -36,7 +36,7 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     p = parser
     p.add_argument("--device", default=DEFAULTS.device, help="auto, cpu or cuda (default %(default)s)")
     p.add_argument("--quick", action="store_true",
-                   help="a small grid: on CPU one shape (N=359, V=729, fp32), every backend once, "
+                   help="a small grid: on CPU one shape (N=359, V=729, fp32, forward+backward), every backend once, "
                         f"{QUICK_REPETITIONS} repetitions (under a minute)")
     p.add_argument("--threads", default=None, metavar="N|auto",
                    help="torch CPU threads while measuring (default: auto for the loss and training suites, the cores "
@@ -50,8 +50,8 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
                    help=f"dtypes among {', '.join(DTYPES)} (default {','.join(DEFAULTS.dtypes)}; fp32 with --quick)")
     p.add_argument("--backends", nargs="+", default=[",".join(DEFAULTS.backends)], metavar="NAME",
                    help="backend variants (default: all): " + ", ".join(VARIANTS))
-    p.add_argument("--passes", nargs="+", default=[",".join(DEFAULTS.passes)], metavar="PASS",
-                   help="fwd and/or fwd+bwd (default %(default)s)")
+    p.add_argument("--passes", nargs="+", default=None, metavar="PASS",
+                   help=f"fwd and/or fwd+bwd (default {','.join(DEFAULTS.passes)}; fwd+bwd with --quick)")
     p.add_argument("--repetitions", type=int, default=None,
                    help=f"timed repetitions per measurement, after warm-up (default {DEFAULTS.repetitions}; "
                         f"{QUICK_REPETITIONS} with --quick)")

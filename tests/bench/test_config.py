@@ -56,7 +56,9 @@ def test_quick_is_one_shape_with_every_backend_and_fewer_repetitions():
     assert bench.default_shapes(cpu, True, [], []) == [(359, 729)] == list(bench.QUICK_CPU_SHAPES)
     config = bench.make_bench_config(parse("--device", "cpu", "--quick"))
     assert config.backends == tuple(bench.VARIANTS) and config.dtypes == ("fp32",) and config.suites == ("loss",)
-    assert config.repetitions == bench.QUICK_REPETITIONS
+    assert config.repetitions == bench.QUICK_REPETITIONS and config.passes == ("fwd+bwd",)
+    assert bench.make_bench_config(parse("--device", "cpu", "--quick", "--passes", "fwd")).passes == ("fwd",)
+    assert bench.make_bench_config(parse("--device", "cpu")).passes == bench.PASSES
     assert bench.make_bench_config(parse("--device", "cpu", "--quick", "--repetitions", "30")).repetitions == 30
     assert bench.make_bench_config(parse("--device", "cpu")).repetitions == bench.DEFAULTS.repetitions
 
