@@ -19,11 +19,16 @@ from typing import Callable
 import torch
 
 import kernels
-from harness.core.env import environment
+from harness.core.env import (cpu_cores, environment, format_load, load_average, load_warning, parse_threads,
+                              torch_threads)
 from harness.core.errors import HarnessError
 from harness.run.config import resolve_device
 
-__all__ = ["resolve_device"]  # re-exported: every suite resolves --device through it
+# re-exported: every suite resolves --device and sets --threads through them
+__all__ = ["resolve_device", "torch_threads", "parse_threads"]
+
+SPREAD_LIMIT = 1.5  # a timed row whose p80/p20 exceeds this is marked 'wide' in its report, not trusted as a figure
+MAX_ELEMENTS = 2**40  # a size or a shape past this many elements is refused: it would not fit, and 10^10^8 would hang
 
 # ---------------------------------------------------------------------------------------------
 # timing
@@ -41,7 +46,7 @@ def time_call(step: Callable[[], object], device: torch.device, repetitions: int
     CUDA: triton.testing.do_bench with quantiles (it clears L2 before every repetition); its
     repetition window is sized from a first estimate so that at least `repetitions` run. CPU:
     torch.utils.benchmark, one block of calls per repetition (a block is one call unless a call
-    is shorter than a millisecond), with all of torch's threads.
+    is shorter than a millisecond), with torch's current threads (--threads sets them).
     """
     estimate_s = math.inf
     for _ in range(max(1, warmup)):  # the fastest warm-up call sizes the timing (a shared machine stalls some)
@@ -86,17 +91,16 @@ def timed(step: Callable[[], object], device: torch.device, min_seconds: float, 
     return float(torch.tensor(times, dtype=torch.float64).median()), len(times)
 
 
-@contextlib.contextmanager
-def torch_threads(threads: int):
-    """torch's intra-op CPU threads set to `threads` inside the block, restored after it."""
-    if threads < 1:
-        raise HarnessError(f"--threads must be >= 1, got {threads}")
-    before = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+def spread(low: float, high: float) -> float:
+    """high / low of a row's timings (p80 / p20): 1 when every repetition took the same time; NaN when unknown."""
+    if low is None or high is None or not (low > 0) or high != high:
+        return float("nan")
+    return high / low
+
+
+def wide_spread(ratio: float) -> bool:
+    """Whether a row's p80/p20 is too wide for its median to be read as the figure (SPREAD_LIMIT)."""
+    return bool(ratio == ratio and ratio > SPREAD_LIMIT)
 
 
 def recompile_limit_patch():
@@ -124,11 +128,52 @@ def backend_unavailable(backend: str, device: torch.device) -> str:
 
 
 def load_avg() -> str:
-    """The 1, 5 and 15 minute load averages: a shared machine's other work slows every measurement."""
+    """The 1, 5 and 15 minute load averages as text: a shared machine's other work slows every measurement."""
+    return format_load(load_average())
+
+
+def parse_load(text) -> tuple[float, float, float] | None:
+    """'3.08 4.95 4.08' (a CSV cell) -> floats; None for 'unknown' or an empty cell."""
     try:
-        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
-    except OSError:
-        return "unknown"
+        one, five, fifteen = (float(x) for x in str(text).split()[:3])
+        return one, five, fifteen
+    except ValueError:
+        return None
+
+
+class MachineLoad:
+    """The threads a suite measures with and the load average before and after: columns of every row.
+
+    `with MachineLoad(threads, how) as machine:` sets torch's threads for the block and reads the
+    load on entry and exit; `machine.columns()` is what each row carries, and `machine.warning()`
+    says when other work competed for the cores (harness.core.env.load_warning).
+    """
+
+    def __init__(self, threads: int, how: str = "given"):
+        self.threads, self.how, self.cores = threads, how, cpu_cores()
+        self.start = self.end = None
+        self._threads = None
+
+    def __enter__(self):
+        self.start = load_average()
+        self._threads = torch_threads(self.threads)
+        self._threads.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self.end = load_average()
+        return self._threads.__exit__(*exc)
+
+    def columns(self) -> dict:
+        return {"threads": self.threads, "threads_how": self.how, "cores": self.cores,
+                "load_avg_start": format_load(self.start),
+                "load_avg_end": format_load(self.end if self.end is not None else load_average())}
+
+    def warning(self) -> str:
+        return load_warning(self.start, self.end, self.threads, self.cores)
+
+
+LOAD_COLUMNS = ["threads", "threads_how", "cores", "load_avg_start", "load_avg_end"]
 
 
 def nltk_version() -> str:
@@ -216,14 +261,30 @@ def split_list(values: list[str] | None) -> list[str]:
 
 
 def parse_size(text: str, option: str) -> int:
-    """'4096', '2^12' or '2**12' -> int; anything else is the user's mistake."""
+    """'4096', '2^12' or '2**12' -> int, at most MAX_ELEMENTS; anything else is the user's mistake.
+
+    The bound is checked before the power is computed: 10^100000000 is refused, not evaluated.
+    """
+    text = text.strip()
     m = re.fullmatch(r"(\d+)\s*(?:\^|\*\*)\s*(\d+)", text)
+    digits = [m.group(1), m.group(2)] if m else [text]
+    if any(len(d.lstrip("0")) > 20 for d in digits):
+        raise HarnessError(f"{option}: {text[:40]!r}{'...' if len(text) > 40 else ''} is too large "
+                           f"(sizes go up to 2^{MAX_ELEMENTS.bit_length() - 1})")
     try:
-        value = int(m.group(1)) ** int(m.group(2)) if m else int(text)
+        if m:
+            base, exponent = int(m.group(1)), int(m.group(2))
+            if base > 1 and exponent * math.log2(base) > math.log2(MAX_ELEMENTS):
+                raise HarnessError(f"{option}: {text!r} is larger than 2^{MAX_ELEMENTS.bit_length() - 1}")
+            value = base ** exponent
+        else:
+            value = int(text)
     except ValueError:
         raise HarnessError(f"{option}: {text!r} is not a whole number (write e.g. 4096 or 2^12)") from None
     if value < 1:
         raise HarnessError(f"{option}: sizes must be >= 1, got {value}")
+    if value > MAX_ELEMENTS:
+        raise HarnessError(f"{option}: {text!r} is larger than 2^{MAX_ELEMENTS.bit_length() - 1}")
     return value
 
 

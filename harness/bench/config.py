@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from harness.bench.common import out_dir_for, parse_size, resolve_device, split_list
+from harness.bench.common import MAX_ELEMENTS, out_dir_for, parse_size, parse_threads, resolve_device, split_list
 from harness.core.constants import LECTURE_SEED
 from harness.core.errors import HarnessError
 
@@ -50,6 +50,9 @@ VARIANTS = {
 
 CPU_ELEMENTS = 2**24  # default CPU grid: N x V = 2^24 (64 MiB of fp32 logits) for each V
 CPU_VS = (27, 729, 4096, 32768)
+QUICK_CPU_SHAPES = ((2**18 // 729, 729),)  # --quick on CPU: one shape, every backend once (README)
+QUICK_REPETITIONS = 10  # --quick's timed repetitions, unless --repetitions is given
+QUICK_PASSES = ("fwd+bwd",)  # --quick's passes, unless --passes is given: each backend compiles once
 GPU_NS = tuple(2**k for k in range(12, 25))
 GPU_VS = (27, 4096, 32768, 729, 131072)  # the headline vocabularies first (see run_bench's loop)
 
@@ -79,6 +82,8 @@ class BenchConfig:
     orders: tuple[int, ...] = (2, 3)  # training benchmark: n-gram orders
     train_steps: int = 20  # training benchmark: full-batch steps per timed fit
     train_repeats: int = 3  # training benchmark: timed fits per variant (the median is reported)
+    threads: int = 1  # torch's intra-op CPU threads while measuring (make_bench_config resolves --threads auto)
+    threads_how: str = "given"  # how `threads` was chosen: "given", or "auto: <cores> cores, load <1 5 15 min>"
 
 
 DEFAULTS = BenchConfig()  # the options' defaults (main.add_bench_arguments reads them here)
@@ -86,12 +91,15 @@ DEFAULTS = BenchConfig()  # the options' defaults (main.add_bench_arguments read
 
 def default_shapes(device: torch.device, quick: bool, ns: list[int], vs: list[int]) -> list[tuple[int, int]]:
     """The grid: explicit N and V cross; otherwise the device's default (CPU: N x V = 2^24 for each V of
-    CPU_VS; CUDA: every N of GPU_NS for each V of GPU_VS; smaller with --quick)."""
+    CPU_VS; CUDA: every N of GPU_NS for each V of GPU_VS; with --quick, QUICK_CPU_SHAPES on CPU and a
+    smaller cross on CUDA)."""
     if device.type == "cuda":
         vs = vs or ([27, 4096, 32768] if quick else list(GPU_VS))
         ns = ns or ([2**12, 2**16, 2**20] if quick else list(GPU_NS))
         return [(n, v) for v in vs for n in ns]
-    vs = vs or ([27, 729, 4096] if quick else list(CPU_VS))
+    if quick and not ns and not vs:
+        return list(QUICK_CPU_SHAPES)
+    vs = vs or list(CPU_VS)
     if ns:
         return [(n, v) for v in vs for n in ns]
     elements = 2**18 if quick else CPU_ELEMENTS
@@ -106,6 +114,13 @@ def make_bench_config(args: argparse.Namespace) -> BenchConfig:
     if any(v < 2 for v in vs):
         raise HarnessError("--v: a vocabulary needs at least 2 tokens")
     shapes = tuple(default_shapes(device, args.quick, ns, vs))
+    too_big = [(n, v) for n, v in shapes if n * v > MAX_ELEMENTS]
+    if too_big:
+        n, v = too_big[0]
+        raise HarnessError(f"--n/--v: N x V = {n:,} x {v:,} is more than 2^{MAX_ELEMENTS.bit_length() - 1} elements")
+    threads, threads_how = parse_threads(args.threads, "auto")
+    repetitions = args.repetitions if args.repetitions is not None else (
+        QUICK_REPETITIONS if args.quick else DEFAULTS.repetitions)
 
     dtypes = tuple(dict.fromkeys(split_list(args.dtype))) if args.dtype else (("fp32",) if args.quick else DEFAULTS.dtypes)
     bad = [d for d in dtypes if d not in DTYPES]
@@ -119,13 +134,14 @@ def make_bench_config(args: argparse.Namespace) -> BenchConfig:
         raise HarnessError(f"--backends: unknown {', '.join(bad) or '(none given)'}; choose among all, {', '.join(VARIANTS)}")
     # keep the report's row order, whatever order the user typed
     backends = tuple(b for b in VARIANTS if b in backends)
-    passes = tuple(dict.fromkeys(split_list(args.passes)))
+    passes = tuple(dict.fromkeys(split_list(args.passes))) if args.passes else (
+        QUICK_PASSES if args.quick else DEFAULTS.passes)
     bad = [p for p in passes if p not in PASSES]
     if bad or not passes:
         raise HarnessError(f"--passes: unknown {', '.join(bad) or '(none given)'}; choose among {', '.join(PASSES)}")
     passes = tuple(p for p in PASSES if p in passes)
 
-    for option, value, minimum, why in (("--repetitions", args.repetitions, 1, " (20 or more for a report)"),
+    for option, value, minimum, why in (("--repetitions", repetitions, 1, " (20 or more for a report)"),
                                         ("--warmup", args.warmup, 0, ""),
                                         ("--table-contexts", args.table_contexts, 1, ""),
                                         ("--max-logits-mib", args.max_logits_mib, 0, " (0 = the device's default)"),
@@ -151,9 +167,9 @@ def make_bench_config(args: argparse.Namespace) -> BenchConfig:
     run_name = out_dir.name
     return BenchConfig(
         device=str(device), shapes=shapes, dtypes=dtypes, backends=backends, passes=passes,
-        repetitions=args.repetitions, warmup=args.warmup, quick=args.quick, out_dir=out_dir, run_name=run_name,
+        repetitions=repetitions, warmup=args.warmup, quick=args.quick, out_dir=out_dir, run_name=run_name,
         seed=args.seed, table_contexts=args.table_contexts, max_logits_mib=max_logits_mib, copy_mib=copy_mib,
         max_seconds=args.max_seconds, keep_going=args.keep_going, suites=suites, corpus=args.corpus, orders=orders,
-        train_steps=args.train_steps, train_repeats=args.train_repeats,
+        train_steps=args.train_steps, train_repeats=args.train_repeats, threads=threads, threads_how=threads_how,
     )
 

@@ -21,7 +21,7 @@ import time
 
 import torch
 
-from harness.bench.common import sync, timed
+from harness.bench.common import LOAD_COLUMNS, sync, timed
 from harness.core.constants import LECTURE_SEED
 from harness.core.memory import memory_budget, peak_bytes
 from harness.data.corpus import Corpus, ExpandedCorpus, expand_corpus, load_corpus
@@ -35,7 +35,7 @@ METHODS = ("expand", "harness", "harness-stream", "lecture-dict", "nltk-mle")
 CSV_COLUMNS = [
     "corpus", "expanded", "method", "order", "chars", "seconds", "chars_per_s", "speedup_vs_lecture",
     "repeats", "peak_bytes", "budget_bytes", "note",
-    "device", "device_name", "machine", "load_avg", "torch", "python", "nltk", "git_commit", "timestamp",
+    "device", "device_name", "machine", *LOAD_COLUMNS, "load_avg", "torch", "python", "nltk", "git_commit", "timestamp",
 ]
 CSV_KEY = ["corpus", "expanded", "method", "order"]  # a new row replaces an old one with the same key
 

@@ -7,9 +7,15 @@ forward+backward: `triton.testing.do_bench` with quantiles on CUDA (it clears L2
 repetitions), `torch.utils.benchmark` on CPU. Each measurement becomes one row of a long-format
 table with its provenance; bench.md and bench.png are rendered from the saved bench.csv.
 
-Bytes that must move (what GB/s counts):
-    forward:           read the logits once, read the targets, write the loss
-    forward+backward:  the same, plus write the gradient once (N x V)
+Bytes that must move (what GB/s counts), `bytes_moved`:
+    logits rows, forward:          read the (N, V) logits once, the N int64 targets, write the loss
+    logits rows, forward+backward: the same, plus write the (N, V) gradient once
+    table rows, forward:           read the (C, V) table once, the N int64 context ids and N targets,
+                                   write the loss (the N x V logits table[context] need never exist)
+    table rows, forward+backward:  the same, plus write the (C, V) table gradient once
+(the benchmark's losses are unweighted: a weighted loss would read N weights more). table-torch,
+which does build table[context], moves more than its row counts: its GB/s is what the problem
+needs over the time it took.
 The device's own ceiling is measured in the same run by a large device-to-device copy
 (bytes read + bytes written), and every GB/s is also given as a fraction of it.
 """
@@ -24,7 +30,7 @@ import torch
 import torch.nn.functional as F
 
 import kernels
-from harness.bench.common import backend_unavailable, provenance, sync, time_call
+from harness.bench.common import LOAD_COLUMNS, backend_unavailable, provenance, spread, sync, time_call, wide_spread
 from harness.bench.config import DTYPES, VARIANTS, BenchConfig
 from harness.core.errors import HarnessError
 
@@ -43,9 +49,9 @@ TOLERANCES = {  # dtype: (loss rtol, loss atol, grad rtol, grad atol as a fracti
 CSV_COLUMNS = [
     "run", "backend", "problem", "pass", "dtype", "N", "V", "C",
     "status", "note", "verified", "loss_err", "grad_err",
-    "median_ms", "p20_ms", "p80_ms", "reps", "bytes", "gbps", "copy_gbps", "frac_of_copy",
+    "median_ms", "p20_ms", "p80_ms", "spread", "wide_spread", "reps", "bytes", "gbps", "copy_gbps", "frac_of_copy",
     "speedup_vs_eager", "peak_extra_mib", "compile_s",
-    "device", "device_name", "driver", "machine", "torch", "triton", "python", "git_commit", "timestamp",
+    "device", "device_name", "driver", "machine", *LOAD_COLUMNS, "torch", "triton", "python", "git_commit", "timestamp",
 ]
 
 
@@ -231,13 +237,13 @@ def compare(got: tuple, ref: tuple, dtype: str, pass_: str) -> tuple[float, floa
 
 
 def bytes_moved(problem: str, pass_: str, n: int, v: int, c: int, elem: int) -> int:
-    """The bytes that must move (module docstring). Table rows count the rows they read from the
-    table as if they were logits (N x V), so they compare with the dense rows; their gradient is
-    the table's (C x V)."""
-    index_bytes = 8 * n * (1 if problem == "logits" else 2)  # int64 targets (and contexts)
-    total = n * v * elem + index_bytes + 4  # read the rows once, the indices, write a scalar loss
+    """The bytes a row's problem must move (module docstring): logits rows read and write (N, V);
+    table rows read the (C, V) table and write its (C, V) gradient, plus the N ids of each index."""
+    index_bytes = 8 * n * (1 if problem == "logits" else 2)  # int64 targets (and context ids)
+    rows = n if problem == "logits" else c  # the logits' rows, or the table's
+    total = rows * v * elem + index_bytes + 4  # read the rows once, the indices, write a scalar loss
     if pass_ == "fwd+bwd":
-        total += (n if problem == "logits" else c) * v * elem
+        total += rows * v * elem  # write the gradient once
     return total
 
 
@@ -343,8 +349,9 @@ def _measure(row: dict, name: str, pass_: str, prob: Problem, torch_compiled, co
         raise _Mismatch(wrong)
     median, p20, p80, reps = time_call(step, device, config.repetitions, config.warmup)
     gbps = row["bytes"] / (median * 1e-3) / 1e9
+    ratio = spread(p20, p80)
     row.update(status="ok", note="", verified="yes", loss_err=loss_err, grad_err=grad_err,
-               median_ms=median, p20_ms=p20, p80_ms=p80, reps=reps, gbps=gbps, frac_of_copy=gbps / copy_gbps,
+               median_ms=median, p20_ms=p20, p80_ms=p80, spread=ratio, wide_spread=wide_spread(ratio), reps=reps, gbps=gbps, frac_of_copy=gbps / copy_gbps,
                peak_extra_mib=peak_extra_mib(step, device), compile_s=max(0.0, first_s - median * 1e-3))
 
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import torch
 
 from harness.bench import counting, loss, smoothing, static, train
-from harness.bench.common import (command_line, load_avg, out_dir_for, parse_orders, provenance,
-                                  recompile_limit_patch, resolve_device, torch_threads, write_rows)
-from harness.bench.config import DEFAULTS, DTYPES, VARIANTS, make_bench_config
+from harness.bench.common import (MachineLoad, command_line, out_dir_for, parse_orders, parse_threads, provenance,
+                                  recompile_limit_patch, resolve_device, write_rows)
+from harness.bench.config import DEFAULTS, DTYPES, QUICK_REPETITIONS, VARIANTS, make_bench_config
 from harness.bench.markdown import render_bench, render_counting, render_smoothing
 from harness.bench.plots import plot
 from harness.bench.static_markdown import render_static
@@ -35,7 +35,13 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     """The `bench` subcommand's options; defaults come from BenchConfig."""
     p = parser
     p.add_argument("--device", default=DEFAULTS.device, help="auto, cpu or cuda (default %(default)s)")
-    p.add_argument("--quick", action="store_true", help="a small grid (under a minute on CPU)")
+    p.add_argument("--quick", action="store_true",
+                   help="a small grid: on CPU one shape (N=359, V=729, fp32, forward+backward), every backend once, "
+                        f"{QUICK_REPETITIONS} repetitions (under a minute)")
+    p.add_argument("--threads", default=None, metavar="N|auto",
+                   help="torch CPU threads while measuring (default: auto for the loss and training suites, the cores "
+                        "the load average leaves free, at least 1; 1 with --counting and --smoothing, whose baselines "
+                        "run on one core). Every report records it and the load average before and after")
     p.add_argument("--out", default=None, help="report folder (default reports/bench-<device>-<UTC time>)")
     p.add_argument("--n", nargs="+", default=None, metavar="N",
                    help="rows N, comma or space separated, 2^k allowed (default: the device's grid)")
@@ -44,10 +50,11 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
                    help=f"dtypes among {', '.join(DTYPES)} (default {','.join(DEFAULTS.dtypes)}; fp32 with --quick)")
     p.add_argument("--backends", nargs="+", default=[",".join(DEFAULTS.backends)], metavar="NAME",
                    help="backend variants (default: all): " + ", ".join(VARIANTS))
-    p.add_argument("--passes", nargs="+", default=[",".join(DEFAULTS.passes)], metavar="PASS",
-                   help="fwd and/or fwd+bwd (default %(default)s)")
-    p.add_argument("--repetitions", type=int, default=DEFAULTS.repetitions,
-                   help="timed repetitions per measurement, after warm-up (default %(default)s)")
+    p.add_argument("--passes", nargs="+", default=None, metavar="PASS",
+                   help=f"fwd and/or fwd+bwd (default {','.join(DEFAULTS.passes)}; fwd+bwd with --quick)")
+    p.add_argument("--repetitions", type=int, default=None,
+                   help=f"timed repetitions per measurement, after warm-up (default {DEFAULTS.repetitions}; "
+                        f"{QUICK_REPETITIONS} with --quick)")
     p.add_argument("--warmup", type=int, default=DEFAULTS.warmup, help="untimed warm-up calls (default %(default)s)")
     p.add_argument("--seed", type=int, default=DEFAULTS.seed, help="seed of the random logits (default %(default)s)")
     p.add_argument("--table-contexts", type=int, default=DEFAULTS.table_contexts,
@@ -103,9 +110,6 @@ def _add_smoothing_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--nltk-seconds", type=float, default=None,
                    help=f"with --smoothing: seconds nltk may spend scoring dev per order; past them it scores a seeded "
                         f"subset of the dev names (default {smoothing.DEFAULT_NLTK_SECONDS:.0f}; 5 with --quick)")
-    g.add_argument("--threads", type=int, default=1,
-                   help="with --smoothing: torch CPU threads while measuring (default %(default)s: nltk runs on one, and "
-                        "on a shared machine threads that wait for a busy core make timings erratic)")
 
 
 
@@ -139,17 +143,21 @@ def loss_and_train_main(args: argparse.Namespace) -> int:
     if "train" in config.suites:
         _print(f"bench train: {config.corpus}, orders {', '.join(map(str, config.orders))}, {config.train_steps} steps "
                f"x {config.train_repeats} fits on {device}")
+    _print(f"threads: {config.threads} ({config.threads_how})")
     started = time.perf_counter()
     failures = []
     with recompile_limit_patch():
         if "loss" in config.suites:
-            rows, env = loss.run_bench(config, log=_print)
-            write_rows(rows, config.out_dir / "bench.csv", loss.CSV_COLUMNS)
+            with MachineLoad(config.threads, config.threads_how) as machine:
+                rows, env = loss.run_bench(config, log=_print)
+            write_rows([{**r, **machine.columns()} for r in rows], config.out_dir / "bench.csv", loss.CSV_COLUMNS)
             plot(config.out_dir / "bench.csv", config.out_dir / "bench.png")
             failures += env["failures"]
         if "train" in config.suites:
-            train_rows = train.run_train_bench(config, log=_print)
-            write_rows(train_rows, config.out_dir / "train.csv", train.TRAIN_CSV_COLUMNS)
+            with MachineLoad(config.threads, config.threads_how) as machine:
+                train_rows = train.run_train_bench(config, log=_print)
+            write_rows([{**r, **machine.columns()} for r in train_rows], config.out_dir / "train.csv",
+                       train.TRAIN_CSV_COLUMNS)
             failures += [f"train {r['variant']} order {r['order']}: {r['note']}" for r in train_rows
                          if r.get("status") == "failed"]
     (config.out_dir / "bench.md").write_text(render_bench(config.out_dir, command_line()))
@@ -173,9 +181,12 @@ def counting_main(args: argparse.Namespace) -> int:
     max_memory = parse_bytes(args.max_memory)
     out_dir = out_dir_for(args.out, "counting", device)
     out_dir.mkdir(parents=True, exist_ok=True)
-    rows = counting.run_counting(args.corpus, orders, device, args.expand, max_memory, baseline_chars,
-                                 min_seconds=0.2 if args.quick else 1.0, log=_print)
-    prov = provenance(device, nltk=True)
+    threads, how = parse_threads(args.threads, 1)
+    with MachineLoad(threads, how) as machine:
+        rows = counting.run_counting(args.corpus, orders, device, args.expand, max_memory, baseline_chars,
+                                     min_seconds=0.2 if args.quick else 1.0, log=_print)
+        prov = provenance(device, nltk=True)  # inside: its device name states the threads
+    prov.update(machine.columns())
     write_rows([{**r, **prov} for r in rows], out_dir / "counting.csv", counting.CSV_COLUMNS, key=counting.CSV_KEY)
     # the commands of every run merged into counting.csv, listed in its report
     command = command_line()
@@ -199,13 +210,13 @@ def smoothing_main(args: argparse.Namespace) -> int:
         raise HarnessError(f"--nltk-seconds must be > 0, got {nltk_seconds}")
     out_dir = out_dir_for(args.out, "smoothing", device)
     out_dir.mkdir(parents=True, exist_ok=True)
-    load_start = load_avg()
     seed = smoothing.SPLIT_SEED
-    with torch_threads(args.threads):
+    threads, how = parse_threads(args.threads, 1)
+    with MachineLoad(threads, how) as machine:
         rows = smoothing.run_smoothing(args.corpus, orders, device, nltk_seconds,
                                        min_seconds=0.2 if args.quick else 1.0, seed=seed, log=_print)
         prov = provenance(device, nltk=True)  # inside: its device name states the threads
-    prov.update(load_avg_start=load_start, split_seed=seed, threads=args.threads, command=command_line())
+    prov.update(machine.columns(), split_seed=seed, command=command_line())
     write_rows([{**r, **prov} for r in rows], out_dir / "smoothing.csv", smoothing.CSV_COLUMNS, key=smoothing.CSV_KEY)
     (out_dir / "smoothing.md").write_text(render_smoothing(out_dir / "smoothing.csv"))
     _print(f"report: {out_dir / 'smoothing.md'}")

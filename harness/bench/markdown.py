@@ -9,7 +9,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from harness.bench.common import read_rows
+from harness.bench.common import SPREAD_LIMIT, parse_load, read_rows
+from harness.core.env import load_warning
 from harness.bench.config import VARIANTS
 from harness.bench.counting import METHODS as COUNTING_METHODS
 from harness.bench.loss import COMPILING, TOLERANCES
@@ -19,6 +20,55 @@ from harness.bench.train import TRAIN_VARIANTS
 
 def _fmt(x, spec: str, empty: str = "") -> str:
     return empty if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, spec)
+
+
+# ---------------------------------------------------------------------------------------------
+# the machine: threads, load, spread (every report)
+
+
+def _present(row, key) -> bool:
+    return key in row.index and row[key] == row[key] and str(row[key]) != ""
+
+
+def machine_lines(row, what: str = "") -> list[str]:
+    """'- threads ... load average ...' for the run that wrote `row` (a CSV row), '' where not recorded."""
+    label = f"{what}: " if what else ""
+    if not _present(row, "threads"):
+        return [f"- {label}threads and load average: not recorded (rows written before they were)"]
+    how = f" ({row['threads_how']})" if _present(row, "threads_how") else ""
+    return [f"- {label}{int(row['threads'])} torch CPU thread(s) of {int(row['cores'])} cores while measuring "
+            f"(--threads{how}); load average (1, 5, 15 min) before: {row['load_avg_start']}, "
+            f"after: {row['load_avg_end']}"]
+
+
+def load_warnings(row, what: str = "") -> list[str]:
+    """A warning line when other work competed for the cores of the run that wrote `row`."""
+    if not _present(row, "threads"):
+        return []
+    text = load_warning(parse_load(row["load_avg_start"]), parse_load(row["load_avg_end"]),
+                        int(row["threads"]), int(row["cores"]))
+    return [f"> **Warning{' (' + what + ')' if what else ''}:** {text}.", ""] if text else []
+
+
+def spread_warnings(df, what: str = "rows") -> list[str]:
+    """A warning line when timed rows' p80/p20 exceeds SPREAD_LIMIT (they are marked 'wide' in the tables)."""
+    if "wide_spread" not in df.columns:
+        return []
+    ok = df[df["status"] == "ok"] if "status" in df.columns else df
+    wide = ok[ok["wide_spread"].astype(str) == "True"]
+    if wide.empty:
+        return []
+    fewer = " or with fewer --threads" if "threads" in df.columns and (df["threads"].fillna(1) > 1).any() else ""
+    return [f"> **Warning:** {len(wide)} of {len(ok)} timed {what} have a p80/p20 spread above {SPREAD_LIMIT:g} "
+            f"(marked *wide* in the tables): their medians are not a reliable figure; rerun on a quieter machine{fewer}.",
+            ""]
+
+
+def _spread_cell(r) -> str:
+    ratio = r.get("spread") if hasattr(r, "get") else None
+    if ratio is None or ratio != ratio:
+        return "—"
+    return f"{ratio:.2f} *wide*" if str(r.get("wide_spread")) == "True" else f"{ratio:.2f}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -33,10 +83,11 @@ def render_train(csv_path: Path) -> list[str]:
     if df.empty:
         return []
     first = df.iloc[0]
-    lines = ["## Training: full-batch gradient descent, steps per second", "",
+    lines = ["## Training: full-batch gradient descent, steps per second", ""] + spread_warnings(df, "training rows") + [
              f"Corpus {first['corpus']} (all of it, no split), {int(first['steps'])} steps of W -= 50 * grad with the "
              f"lecture's regulariser 0.01 * mean(W**2), median of {int(first['repeats'])} fits; a step includes "
-             "loss.item(). Every variant's loss at every step was checked against the baseline's (rtol 1e-3), and the "
+             f"loss.item(); p80/p20 is taken over the fits (*wide* above {SPREAD_LIMIT:g}). Every variant's loss at "
+             "every step was checked against the baseline's (rtol 1e-3), and the "
              "sufficient-statistics step's loss and gradient against the per-row F.cross_entropy(W[context]) before "
              "timing. The fastest variant of each order is in bold.", ""]
     for order, group in df.groupby("order"):
@@ -49,6 +100,7 @@ def render_train(csv_path: Path) -> list[str]:
             out.append({
                 "variant": bold(r.variant), "ms/step": bold(_fmt(r.ms_per_step, ".3f", "—")),
                 "min–max ms": "—" if r.status != "ok" else f"{r.min_ms_per_step:.3f}–{r.max_ms_per_step:.3f}",
+                "p80/p20": _spread_cell(r) if r.status == "ok" else "—",
                 "steps/s": _fmt(r.steps_per_s, ".1f", "—"), "× eager": _fmt(r.speedup_vs_eager, ".2f", "—"),
                 "final loss": _fmt(r.last_loss, ".6f", "—"), "max loss diff": _fmt(r.loss_err, ".2g", "—"),
                 "compile s": _fmt(r.compile_s, ".2f", "—"),
@@ -66,16 +118,22 @@ def render_bench(out_dir: Path, command: str = "") -> str:
     import pandas as pd
 
     read = lambda name: read_rows(out_dir / name)  # noqa: E731
-    train_lines = render_train(out_dir / "train.csv") if (out_dir / "train.csv").exists() else []
+    has_train = (out_dir / "train.csv").exists()
+    train_first = read("train.csv").iloc[0] if has_train else None
+    train_lines = render_train(out_dir / "train.csv") if has_train else []
     if not (out_dir / "bench.csv").exists():
-        first = read("train.csv").iloc[0]
-        return "\n".join(_environment_lines(first, command) + train_lines) + "\n"
+        lines = _environment_lines(train_first, command)
+        lines[-1:-1] = machine_lines(train_first, "training suite")
+        return "\n".join(lines + load_warnings(train_first, "training suite") + train_lines) + "\n"
     df = read("bench.csv")
     copy = df[df["backend"] == "copy"].iloc[0]
     first = df.iloc[0]
     lines = _environment_lines(first, command)
-    lines[-1:-1] = [f"- copy bandwidth measured in this run: **{copy['gbps']:.1f} GB/s** "
-                    f"({copy['N'] * 4 / 2**20:.0f} MiB device-to-device copy, bytes read + written)"]
+    lines[-1:-1] = machine_lines(first, "loss suite") + (machine_lines(train_first, "training suite") if has_train else []) + [
+        f"- copy bandwidth measured in this run: **{copy['gbps']:.1f} GB/s** "
+        f"({copy['N'] * 4 / 2**20:.0f} MiB device-to-device copy, bytes read + written, on the same threads)"]
+    lines += load_warnings(first, "loss suite") + (load_warnings(train_first, "training suite") if has_train else [])
+    lines += spread_warnings(df[df["backend"] != "copy"], "loss rows")
     if str(first["device"]).startswith("cpu"):
         lines += ["On CPU the Triton rows are listed as needing CUDA; the fused kernel is timed on a GPU "
                   "(scripts/gpu-check.sh).", ""]
@@ -97,8 +155,9 @@ def render_bench(out_dir: Path, command: str = "") -> str:
 
     lines += _headline(df)
     lines += ["## Results", "",
-              "Median and p20–p80 of the timed repetitions; GB/s counts the bytes that must move (forward: read "
-              "the logits once, the targets, write the loss; forward+backward adds writing the gradient once); "
+              "Median and p20–p80 of the timed repetitions; p80/p20 is their spread, marked *wide* above "
+              f"{SPREAD_LIMIT:g} (such a median is not a reliable figure, and is not bolded as the fastest); GB/s "
+              "counts the bytes that must move (see 'What GB/s counts' below); "
               "'of copy' is that as a fraction of the copy bandwidth above; '× eager' is the speed-up over eager "
               "F.cross_entropy on the same problem; 'peak MiB' is the memory one call allocates beyond what "
               "existed before it; 'compile s' is how much longer the first call took than a steady one. "
@@ -112,10 +171,15 @@ def render_bench(out_dir: Path, command: str = "") -> str:
     if len(skipped_shapes):
         lines += ["## Shapes not run", ""] + [f"- {r.dtype} N={r.N} V={r.V}: {r.note}" for _, r in skipped_shapes.iterrows()] + [""]
     lines += ["## Backends", ""] + [f"- `{k}`: {v.what}" for k, v in VARIANTS.items() if k in set(df["backend"])]
-    lines += ["", "Table rows (`table-*`) compute the loss of `table[context]` with a table of C = "
-              f"{int(first['C'])} rows; their GB/s counts the N × V rows read from the table as if they were "
-              "logits (so they compare with the dense rows) and the C × V table gradient written; rows read "
-              "from cache can make it exceed the copy bandwidth.", ""]
+    lines += ["", "## What GB/s counts", "",
+              "- logits rows (`torch` … `manual`): forward reads the N × V logits once and the N int64 targets and "
+              "writes the loss; forward+backward also writes the N × V gradient once.",
+              f"- table rows (`table-*`, the loss of `table[context]` with a table of C = {int(first['C'])} rows): "
+              "forward reads the C × V table once and the N int64 context ids and N targets and writes the loss; "
+              "forward+backward also writes the C × V table gradient once. No N × V logits: the fused path never "
+              "builds them, so they are not counted. `table-torch` does build `table[context]` and moves more "
+              "than this; its GB/s is the problem's bytes over the time it took.",
+              "- The bench's losses are unweighted; a weighted loss would read N weights more.", ""]
     return "\n".join(lines + train_lines) + "\n"
 
 
@@ -141,15 +205,23 @@ def _headline(df) -> list[str]:
         return []
     largest = ok.groupby(["dtype", "V"])["N"].transform("max")
     ok = ok[ok["N"] == largest]
-    cells = ok.assign(cell=[f"{r.gbps:.1f} GB/s · {r.frac_of_copy:.0%} · {r.speedup_vs_eager:.2f}×" for r in ok.itertuples()])
+    wide = ok["wide_spread"].astype(str) == "True" if "wide_spread" in ok.columns else [False] * len(ok)
+    cells = ok.assign(cell=[f"{_rate(r.gbps)} GB/s · {r.frac_of_copy:.0%} · {r.speedup_vs_eager:.2f}×" + (" *wide*" if w else "")
+                            for r, w in zip(ok.itertuples(), wide)])
     table = cells.pivot_table(index="backend", columns=["dtype", "V"], values="cell", aggfunc="first")
     table = table.reindex([b for b in VARIANTS if b in table.index])
     dtype_order = list(dict.fromkeys(df.loc[df["backend"] != "copy", "dtype"]))
     table = table[sorted(table.columns, key=lambda c: (dtype_order.index(c[0]), c[1]))]
     table.columns = [f"{d} V={v} (N={int(ok[(ok.dtype == d) & (ok.V == v)].N.max())})" for d, v in table.columns]
     return ["## Headline: forward+backward at the largest N", "",
-            "GB/s · fraction of copy bandwidth · speed-up over eager F.cross_entropy.", "",
+            "GB/s · fraction of copy bandwidth · speed-up over eager F.cross_entropy; *wide*: the row's p80/p20 "
+            f"exceeds {SPREAD_LIMIT:g}.", "",
             table.fillna("—").to_markdown(), ""]
+
+
+def _rate(gbps: float) -> str:
+    """GB/s with the digits a CPU's fractions of a GB/s need: 66.9, 2.4, 0.31, 0.042."""
+    return f"{gbps:.1f}" if gbps >= 10 else (f"{gbps:.2f}" if gbps >= 0.1 else f"{gbps:.3f}")
 
 
 def _bench_table(group) -> str:
@@ -158,6 +230,8 @@ def _bench_table(group) -> str:
     order = {b: i for i, b in enumerate(VARIANTS)}
     group = group.assign(_o=group["backend"].map(order)).sort_values(["N", "pass", "_o"], kind="stable")
     ok = group[group["status"] == "ok"]
+    if "wide_spread" in ok.columns:
+        ok = ok[ok["wide_spread"].astype(str) != "True"]  # a wide row's median is not a figure to rank
     best = set(ok.loc[ok.groupby(["problem", "pass", "N"])["median_ms"].idxmin()].index) if len(ok) else set()
     out = []
     for idx, r in group.iterrows():
@@ -167,7 +241,8 @@ def _bench_table(group) -> str:
             "backend": bold(r.backend), "pass": r["pass"], "N": int(r.N),
             "median ms": bold(_fmt(r.median_ms, ".3f", "—")),
             "p20–p80 ms": "—" if r.status != "ok" else f"{r.p20_ms:.3f}–{r.p80_ms:.3f}",
-            "GB/s": _fmt(r.gbps, ".1f", "—"), "of copy": _fmt(r.frac_of_copy, ".0%", "—"),
+            "p80/p20": _spread_cell(r) if r.status == "ok" else "—",
+            "GB/s": "—" if r.gbps != r.gbps else _rate(r.gbps), "of copy": _fmt(r.frac_of_copy, ".0%", "—"),
             "× eager": _fmt(r.speedup_vs_eager, ".2f", "—"), "peak MiB": _fmt(r.peak_extra_mib, ".0f", "n/a" if r.status == "ok" else "—"),
             "compile s": _fmt(r.compile_s, ".2f", "—") if VARIANTS[r.backend].backend in COMPILING else "—",
             "status": status,
@@ -197,8 +272,10 @@ def render_counting(csv_path: Path, commands: list[str] | None = None) -> str:
     lines += ["## Environment", "",
               f"- device: {first['device']} — {first['device_name']}",
               f"- machine: {first['machine']}; load average (1, 5, 15 min) when the latest rows were written: {first['load_avg']}",
+              *machine_lines(first, "latest run"),
               f"- torch {first['torch']}, python {first['python']}, nltk {first['nltk']}",
               f"- git commit: {first['git_commit']}; latest rows {first['timestamp']}", "",
+              *load_warnings(first, "latest run"),
               "A throughput is predicted characters (characters plus the end token) per second. `harness` is the "
               "count path a run uses (`count(windows_for(...))`: all windows at once where they fit the memory "
               "budget, else chunk by chunk); `harness-stream` always goes chunk by chunk; `lecture-dict` is the "
@@ -281,6 +358,14 @@ our windows' n-grams it equals nltk to 1e-12 (tests/models/test_smoothed.py). Wh
 """
 
 
+def _smoothing_machine(latest) -> list[str]:
+    """Threads and load of the latest run; rows from before load_avg_end existed had load_avg_start and load_avg."""
+    if _present(latest, "load_avg_end"):
+        return machine_lines(latest, "latest run")
+    return [f"- latest run: {latest['threads']} torch CPU thread(s) (--threads); load average (1, 5, 15 min) when it "
+            f"started: {latest['load_avg_start']}, when its rows were written: {latest['load_avg']}"]
+
+
 def _smoothing_rate(x: float) -> str:
     if x != x:
         return "—"
@@ -303,12 +388,12 @@ def render_smoothing(csv_path: Path) -> str:
         lines += [f"`{c}`" for c in commands] + [""]
     lines += ["## Environment", "",
               f"- device: {latest['device']} — {latest['device_name']}",
-              f"- machine: {latest['machine']}; load average (1, 5, 15 min) when the latest run started: "
-              f"{latest['load_avg_start']}, when its rows were written: {latest['load_avg']}",
-              f"- torch {latest['torch']} on {latest['threads']} CPU thread(s) while measuring (--threads), "
-              f"python {latest['python']}, nltk {latest['nltk']}",
+              f"- machine: {latest['machine']}",
+              *_smoothing_machine(latest),
+              f"- torch {latest['torch']}, python {latest['python']}, nltk {latest['nltk']}",
               f"- git commit: {latest['git_commit']}; latest rows {latest['timestamp']}; split seed {latest['split_seed']}",
               "",
+              *(load_warnings(latest, "latest run") if _present(latest, "load_avg_end") else []),
               "Throughputs are predicted characters (each name's characters and its end token) per second: "
               "fit from the train names to a model (our n-gram windows included), scoring from the dev names to "
               "their mean NLL in nats per predicted character. Ours: the median of repeats "

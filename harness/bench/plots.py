@@ -4,12 +4,12 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from harness.bench.common import read_rows
+from harness.bench.common import SPREAD_LIMIT, read_rows
 from harness.bench.config import VARIANTS
 
 
 def plot(csv_path: Path, png_path: Path) -> None:
-    """bench.png from bench.csv: forward+backward GB/s per backend, the copy bandwidth as a dashed ceiling.
+    """bench.png from bench.csv: forward+backward GB/s per backend (log scale), the copy bandwidth as a dashed ceiling.
 
     A grid with several N per V: one panel per dtype and V, GB/s against N (log-log), one line
     per backend. A grid with one N per V (the CPU default): one panel per dtype, grouped bars
@@ -31,25 +31,30 @@ def plot(csv_path: Path, png_path: Path) -> None:
     one_n = grid.groupby(["dtype", "V"])["N"].nunique().max() <= 1 if len(grid) else True
 
     if one_n:
-        fig, axes = plt.subplots(len(dtypes), 1, figsize=(max(7.0, 1.1 * len(vs) * max(1, len(backends)) ** 0.5 + 4), 3.4 * len(dtypes) + 0.9),
+        fig, axes = plt.subplots(len(dtypes), 1, figsize=(max(9.0, 1.1 * len(vs) * max(1, len(backends)) ** 0.5 + 4), 3.4 * len(dtypes) + 0.9),
                                  squeeze=False, sharey=True)
         width = 0.8 / max(1, len(backends))
         for i, dtype in enumerate(dtypes):
             ax = axes[i][0]
             panel = ok[ok["dtype"] == dtype]
             for k, backend in enumerate(backends):
-                bars = panel[panel["backend"] == backend].set_index("V")["gbps"]
-                xs = [j + (k - (len(backends) - 1) / 2) * width for j, v in enumerate(vs) if v in bars.index]
-                drawn = ax.bar(xs, [bars[v] for v in vs if v in bars.index], width=width * 0.95, color=colors[backend],
+                rows = panel[panel["backend"] == backend].set_index("V")
+                here = [v for v in vs if v in rows.index]
+                xs = [j + (k - (len(backends) - 1) / 2) * width for j, v in enumerate(vs) if v in rows.index]
+                drawn = ax.bar(xs, [rows.loc[v, "gbps"] for v in here], width=width * 0.95, color=colors[backend],
                                label=backend, hatch="//" if backend.startswith("table") else None, edgecolor="white")
-                ax.bar_label(drawn, fmt="%.1f", fontsize=7, padding=1)
+                ax.bar_label(drawn, labels=[_label(rows.loc[v, "gbps"]) + ("\nwide" if _wide(rows.loc[v]) else "")
+                                            for v in here], fontsize=7, padding=1)
             ax.axhline(copy_gbps, color="black", linestyle="--", linewidth=1, label=f"copy bandwidth ({copy_gbps:.1f} GB/s)")
             ns = grid[grid["dtype"] == dtype].groupby("V")["N"].first()
             ax.set_xticks(range(len(vs)), [f"V = {v}\nN = {ns.get(v, 0):,}" for v in vs])
             ax.set_title(dtype, fontsize=10)
-            ax.set_ylabel("GB/s (fwd+bwd)")
-            ax.set_ylim(0, 1.12 * max([copy_gbps] + list(ok["gbps"])))  # room for the bar labels
-            ax.grid(True, axis="y", alpha=0.3)
+            ax.set_ylabel("GB/s (fwd+bwd), log scale")
+            # log scale: a CPU's 0.3 GB/s bars and its 12 GB/s copy line are both readable
+            values = [copy_gbps] + [x for x in ok["gbps"] if x > 0]
+            ax.set_yscale("log")
+            ax.set_ylim(min(values) / 2, max(values) * 2.5)  # room for the bar labels
+            ax.grid(True, axis="y", which="both", alpha=0.3)
     else:
         fig, axes = plt.subplots(len(dtypes), len(vs), figsize=(3.6 * len(vs) + 1.5, 3.2 * len(dtypes) + 0.9),
                                  squeeze=False, sharey=True)
@@ -76,12 +81,22 @@ def plot(csv_path: Path, png_path: Path) -> None:
     for ax in axes.flat:
         for h, lab in zip(*ax.get_legend_handles_labels()):
             handles.setdefault(lab, h)
-    rows_of_legend = math.ceil(len(handles) / 6)
-    fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=min(6, len(handles)), fontsize=8, frameon=False)
-    fig.suptitle(f"Cross-entropy forward+backward, achieved GB/s (bytes that must move) — {df['device_name'].iloc[0]}",
-                 fontsize=10)
-    fig.tight_layout(rect=(0, 0.04 + 0.035 * rows_of_legend, 1, 0.96))
+    ncol = max(1, min(4 if fig.get_figwidth() < 12 else 6, len(handles)))
+    rows_of_legend = math.ceil(len(handles) / ncol)
+    fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=ncol, fontsize=8, frameon=False)
+    fig.suptitle(f"Cross-entropy forward+backward: GB/s of the bytes that must move (bench.md says which)\n"
+                 f"{df['device_name'].iloc[0]}; 'wide': p80/p20 > {SPREAD_LIMIT:g}, not a reliable figure",
+                 fontsize=9)
+    fig.tight_layout(rect=(0, 0.04 + 0.035 * rows_of_legend, 1, 0.93))
     fig.savefig(png_path, dpi=110)
     plt.close(fig)
 
 
+
+
+def _label(gbps: float) -> str:
+    return f"{gbps:.1f}" if gbps >= 10 else (f"{gbps:.2f}" if gbps >= 0.1 else f"{gbps:.3f}")
+
+
+def _wide(row) -> bool:
+    return "wide_spread" in row.index and str(row["wide_spread"]) == "True"

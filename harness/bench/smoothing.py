@@ -30,7 +30,7 @@ import time
 
 import torch
 
-from harness.bench.common import timed
+from harness.bench.common import LOAD_COLUMNS, timed
 from harness.data.corpus import Corpus, load_corpus
 from harness.data.ngrams import windows
 from harness.data.splits import split_corpus
@@ -47,7 +47,7 @@ METHODS = ("harness-kn", "harness-wb", "harness-kn-nltkdef", "nltk-kn")
 CSV_COLUMNS = [
     "corpus", "order", "method", "discount", "phase", "scope", "items", "chars", "seconds", "chars_per_s",
     "repeats", "nll_nats", "note",
-    "command", "split_seed", "threads", "device", "device_name", "machine", "load_avg_start", "load_avg", "torch", "python", "nltk",
+    "command", "split_seed", *LOAD_COLUMNS, "device", "device_name", "machine", "load_avg", "torch", "python", "nltk",
     "git_commit", "timestamp",
 ]
 CSV_KEY = ["corpus", "order", "method", "discount", "phase", "scope"]  # a new row replaces an old one with the same key

@@ -14,7 +14,7 @@ from typing import Callable
 
 import torch
 
-from harness.bench.common import backend_unavailable, provenance
+from harness.bench.common import LOAD_COLUMNS, backend_unavailable, provenance, spread, wide_spread
 from harness.bench.config import VARIANTS, BenchConfig
 from harness.core.errors import HarnessError
 from harness.data.corpus import load_corpus
@@ -45,9 +45,10 @@ TRAIN_VARIANTS = {
 ONEHOT_MAX_BYTES = 256 * 2**20  # the lecture's one-hot matrix is N x C floats: past this it is not worth timing
 TRAIN_CSV_COLUMNS = [
     "run", "variant", "input", "loss", "order", "corpus", "N", "C", "V", "status", "note", "verified",
-    "loss_err", "grad_err", "steps", "repeats", "ms_per_step", "min_ms_per_step", "max_ms_per_step", "steps_per_s",
+    "loss_err", "grad_err", "steps", "repeats", "ms_per_step", "min_ms_per_step", "max_ms_per_step",
+    "p20_ms_per_step", "p80_ms_per_step", "spread", "wide_spread", "steps_per_s",
     "speedup_vs_eager", "first_loss", "last_loss", "compile_s",
-    "device", "device_name", "driver", "machine", "torch", "triton", "python", "git_commit", "timestamp",
+    "device", "device_name", "driver", "machine", *LOAD_COLUMNS, "torch", "triton", "python", "git_commit", "timestamp",
 ]
 
 
@@ -132,6 +133,7 @@ def run_train_bench(config: BenchConfig, log: Callable[[str], None] = print) -> 
                 continue
             ms = sorted(f.fit_seconds / config.train_steps * 1e3 for f in fits)
             median_ms = ms[len(ms) // 2]
+            p20, p80 = torch.quantile(torch.tensor(ms, dtype=torch.float64), torch.tensor([0.2, 0.8], dtype=torch.float64)).tolist()
             losses = fits[0].losses
             if baseline_losses is None:
                 baseline_losses = losses
@@ -144,7 +146,8 @@ def run_train_bench(config: BenchConfig, log: Callable[[str], None] = print) -> 
                 row.update(status="failed", note=message)
                 continue
             row.update(status="ok", note="", verified="yes", ms_per_step=median_ms, min_ms_per_step=ms[0],
-                       max_ms_per_step=ms[-1], steps_per_s=1e3 / median_ms, first_loss=losses[0],
+                       max_ms_per_step=ms[-1], p20_ms_per_step=p20, p80_ms_per_step=p80,
+                       spread=spread(p20, p80), wide_spread=wide_spread(spread(p20, p80)), steps_per_s=1e3 / median_ms, first_loss=losses[0],
                        last_loss=losses[-1], compile_s=max(0.0, warm_s - 2 * median_ms * 1e-3))
             row["loss_err"] = max(row.get("loss_err") or 0.0, err)
             log(f"  {name:16s} {median_ms:9.3f} ms/step  {1e3 / median_ms:9.1f} steps/s  final loss {losses[-1]:.4f}")

@@ -27,7 +27,7 @@ def test_timed_repeats_a_short_step_and_runs_a_long_one_once():
     assert repeats == 1 and len(calls) == 1 and seconds >= 0.02
 
 
-def test_torch_threads_sets_and_restores():
+def test_torch_threads_sets_and_restores():  # harness.core.env's, re-exported for the suites
     before = torch.get_num_threads()
     with common.torch_threads(1):
         assert torch.get_num_threads() == 1
@@ -104,3 +104,80 @@ def test_parse_orders():
     for bad in (["two"], ["0"], ["2,-1"]):
         with pytest.raises(HarnessError, match="--orders"):
             common.parse_orders(bad, (2,))
+
+
+# ---------------------------------------------------------------------------------------------
+# threads, load, spread (harness.core.env and harness.bench.common)
+
+from harness.core import env  # noqa: E402
+
+
+@pytest.mark.parametrize("cores, load, free", [(2, 0.0, 2), (2, 0.4, 2), (2, 0.6, 1), (2, 3.1, 1), (2, 1.0, 1),
+                                               (16, 4.2, 12), (16, 40.0, 1), (4, None, 4)])
+def test_free_cores(cores, load, free):
+    assert env.free_cores(cores, load) == free
+
+
+def test_parse_threads_auto_takes_the_free_cores(monkeypatch):
+    monkeypatch.setattr(env, "cpu_cores", lambda: 2)
+    monkeypatch.setattr(env, "load_average", lambda: (3.08, 4.95, 4.08))
+    assert env.parse_threads(None) == (1, "auto: 2 cores, load 3.08 4.95 4.08")
+    monkeypatch.setattr(env, "load_average", lambda: (0.1, 0.2, 0.3))
+    assert env.parse_threads("auto")[0] == 2
+    assert env.parse_threads(None, default=1) == (1, "given")
+    assert env.parse_threads("3") == (3, "given")
+
+
+@pytest.mark.parametrize("text", ["0", "-2", "two", "1.5", "5000"])
+def test_parse_threads_refuses_with_the_option_named(text):
+    with pytest.raises(HarnessError, match="--threads"):
+        env.parse_threads(text)
+
+
+@pytest.mark.parametrize("start, end, threads, cores, warns", [
+    ((3.0, 4, 4), (4.0, 4, 4), 1, 2, True),     # others hold 3 cores' worth, 1 is free
+    ((0.2, 1, 1), (1.1, 1, 1), 1, 2, False),    # after: 1.1 - our 1 thread = 0.1 others, 1 free
+    ((0.2, 1, 1), (2.5, 1, 1), 1, 2, True),     # others came during the run: 1.5 > 1 free
+    ((0.5, 1, 1), (2.4, 1, 1), 2, 2, True),     # 2 threads on 2 cores leave none free
+    ((0.0, 0, 0), (2.0, 1, 1), 2, 2, False),    # an idle machine: the load after is our own
+    (None, None, 1, 2, False),                  # unknown load: no claim
+])
+def test_load_warning(start, end, threads, cores, warns):
+    text = env.load_warning(start, end, threads, cores)
+    assert bool(text) == warns
+    if warns:
+        assert f"{cores} cores ({max(cores - threads, 0)} free)" in text
+
+
+def test_machine_load_sets_threads_and_records_the_load(monkeypatch):
+    loads = iter([(3.0, 2.0, 1.0), (4.0, 2.5, 1.1)])
+    monkeypatch.setattr(common, "load_average", lambda: next(loads))
+    before = torch.get_num_threads()
+    with common.MachineLoad(1, "given") as machine:
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    cols = machine.columns()
+    assert list(cols) == common.LOAD_COLUMNS
+    assert cols["threads"] == 1 and cols["load_avg_start"] == "3.00 2.00 1.00" and cols["load_avg_end"] == "4.00 2.50 1.10"
+    assert common.parse_load(cols["load_avg_end"]) == (4.0, 2.5, 1.1) and common.parse_load("unknown") is None
+    machine.cores = 2  # a load of 3 before, 4 - 1 after, on 2 cores with 1 free: other work competed
+    assert "competed" in machine.warning() and "2 cores (1 free)" in machine.warning()
+
+
+@pytest.mark.parametrize("p20, p80, ratio, wide", [(1.0, 1.2, 1.2, False), (2.0, 3.0, 1.5, False), (1.0, 1.6, 1.6, True),
+                                                    (0.0, 1.0, float("nan"), False)])
+def test_spread(p20, p80, ratio, wide):
+    got = common.spread(p20, p80)
+    assert (got != got and ratio != ratio) or got == pytest.approx(ratio)
+    assert common.wide_spread(got) is wide
+
+
+@pytest.mark.parametrize("text", ["10^100000000", "2^41", "2**64", "123456789012345678901234", "1099511627777"])
+def test_parse_size_refuses_sizes_past_2_to_the_40_without_computing_them(text):
+    with pytest.raises(HarnessError, match="--n: .*(larger than|too large)"):
+        common.parse_size(text, "--n")
+
+
+def test_parse_size_accepts_the_limit():
+    assert common.parse_size("2^40", "--n") == 2**40 == common.MAX_ELEMENTS
+    assert common.parse_size("1^1000000", "--n") == 1

@@ -49,3 +49,32 @@ def test_suite_defaults_and_validation():
                          (["--train-steps", "0"], "--train-steps"), (["--train-repeats", "0"], "--train-repeats")):
         with pytest.raises(HarnessError, match=option):
             bench.make_bench_config(parse("--device", "cpu", *argv))
+
+
+def test_quick_is_one_shape_with_every_backend_and_fewer_repetitions():
+    cpu = torch.device("cpu")
+    assert bench.default_shapes(cpu, True, [], []) == [(359, 729)] == list(bench.QUICK_CPU_SHAPES)
+    config = bench.make_bench_config(parse("--device", "cpu", "--quick"))
+    assert config.backends == tuple(bench.VARIANTS) and config.dtypes == ("fp32",) and config.suites == ("loss",)
+    assert config.repetitions == bench.QUICK_REPETITIONS and config.passes == ("fwd+bwd",)
+    assert bench.make_bench_config(parse("--device", "cpu", "--quick", "--passes", "fwd")).passes == ("fwd",)
+    assert bench.make_bench_config(parse("--device", "cpu")).passes == bench.PASSES
+    assert bench.make_bench_config(parse("--device", "cpu", "--quick", "--repetitions", "30")).repetitions == 30
+    assert bench.make_bench_config(parse("--device", "cpu")).repetitions == bench.DEFAULTS.repetitions
+
+
+def test_threads_default_to_auto_and_take_a_number(monkeypatch):
+    from harness.core import env
+
+    monkeypatch.setattr(env, "cpu_cores", lambda: 2)
+    monkeypatch.setattr(env, "load_average", lambda: (3.0, 3.0, 3.0))
+    config = bench.make_bench_config(parse("--device", "cpu"))
+    assert config.threads == 1 and config.threads_how.startswith("auto: 2 cores, load 3.00")
+    assert bench.make_bench_config(parse("--device", "cpu", "--threads", "2")).threads == 2
+    with pytest.raises(HarnessError, match="--threads"):
+        bench.make_bench_config(parse("--device", "cpu", "--threads", "0"))
+
+
+def test_shapes_past_2_to_the_40_elements_are_refused():
+    with pytest.raises(HarnessError, match="--n/--v: N x V"):
+        bench.make_bench_config(parse("--device", "cpu", "--n", "2^30", "--v", "2^11"))

@@ -31,3 +31,20 @@ def test_baseline_words_are_every_copy_or_a_weighted_sample():
     words, note = baseline_words(corpus, max_chars=12, seed=1)
     assert 1 <= len(words) < len(WORDS) and set(words) <= set(WORDS) and "seeded sample" in note
     assert baseline_words(corpus, max_chars=12, seed=1) == (words, note)  # seeded: the same sample again
+
+
+def test_bench_counting_records_threads_and_load(tmp_path):
+    import pandas as pd
+
+    from harness.bench.counting import CSV_COLUMNS
+    from harness.cli import main
+
+    corpus = tmp_path / "names.txt"
+    corpus.write_text("\n".join(WORDS) + "\n")
+    out = tmp_path / "counting"
+    assert main(["bench", "--counting", "--quick", "--corpus", str(corpus), "--orders", "2", "--threads", "1",
+                 "--device", "cpu", "--out", str(out)]) == 0
+    df = pd.read_csv(out / "counting.csv", keep_default_na=False, na_values=[""])
+    assert list(df.columns) == CSV_COLUMNS and (df["threads"] == 1).all()
+    md = (out / "counting.md").read_text()
+    assert "1 torch CPU thread(s)" in md and f"before: {df['load_avg_start'].iloc[-1]}" in md

@@ -30,7 +30,7 @@ def quick_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench") / "quick"
     cmd = [sys.executable, "-m", "harness", "bench", "--quick", "--device", "cpu", "--out", str(out),
            "--n", "256", "--v", "27,100", "--dtype", "fp32,bf16", "--backends", ",".join(BACKENDS),
-           "--repetitions", "3", "--warmup", "1", "--copy-mib", "16"]
+           "--passes", "fwd,fwd+bwd", "--repetitions", "3", "--warmup", "1", "--copy-mib", "16"]
     done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
     return out, done
@@ -83,9 +83,70 @@ def test_measured_rows_were_verified_and_timed(quick_run):
     assert (both > fwd).all()
 
 
+def test_every_row_records_threads_load_and_spread(quick_run):
+    out, _ = quick_run
+    df = pd.read_csv(out / "bench.csv", keep_default_na=False, na_values=[""])
+    assert (df.threads >= 1).all() and (df.threads <= df.cores).all() and df.threads.nunique() == 1
+    for column in ("load_avg_start", "load_avg_end"):
+        assert df[column].str.fullmatch(r"\d+\.\d\d \d+\.\d\d \d+\.\d\d").all(), column
+    ok = df[(df.status == "ok") & (df.backend != "copy")]
+    assert ok.spread.sub(ok.p80_ms / ok.p20_ms).abs().max() < 1e-9
+    assert (ok.wide_spread == (ok.spread > 1.5)).all()
+    md = (out / "bench.md").read_text()
+    assert f"{int(df.threads.iloc[0])} torch CPU thread(s) of {int(df.cores.iloc[0])} cores" in md
+    assert f"before: {df.load_avg_start.iloc[0]}, after: {df.load_avg_end.iloc[0]}" in md
+    assert "| p80/p20" in md and "## What GB/s counts" in md
+
+
+@pytest.mark.parametrize("pass_", ["fwd", "fwd+bwd"])
+def test_bytes_moved_counts_what_each_problem_reads_and_writes(pass_):
+    n, v, c = 1000, 27, 729
+    both = pass_ == "fwd+bwd"
+    for elem in (4, 2):
+        # logits: read N x V and N int64 targets, write a 4-byte loss (and the N x V gradient)
+        assert bench.bytes_moved("logits", pass_, n, v, c, elem) == n * v * elem * (2 if both else 1) + 8 * n + 4
+        # table: read C x V and N int64 context ids and N targets, write the loss (and the C x V gradient);
+        # no N x V term, whatever N is
+        assert bench.bytes_moved("table", pass_, n, v, c, elem) == c * v * elem * (2 if both else 1) + 16 * n + 4
+    assert (bench.bytes_moved("table", pass_, 10 * n, v, c, 4) - bench.bytes_moved("table", pass_, n, v, c, 4)
+            == 16 * 9 * n)
+
+
+def test_table_rows_in_the_csv_use_the_table_bytes(quick_run):
+    out, _ = quick_run
+    df = pd.read_csv(out / "bench.csv", keep_default_na=False, na_values=[""])
+    table = df[(df.backend == "table-torch") & (df["pass"] == "fwd+bwd")]
+    elem = table.dtype.map({"fp32": 4, "bf16": 2})
+    assert (table.bytes == 2 * table.C * table.V * elem + 16 * table.N + 4).all()
+    assert (table.gbps == table.bytes / (table.median_ms * 1e-3) / 1e9).all()
+
+
+def test_wide_rows_are_marked_and_not_bolded_and_a_busy_machine_is_named(quick_run, tmp_path):
+    """Re-render a copy of bench.csv with one row made wide and fastest, and the load made heavy."""
+    from harness.bench.markdown import render_bench
+
+    out, _ = quick_run
+    df = pd.read_csv(out / "bench.csv", keep_default_na=False, na_values=[""])
+    df.loc[(df.status == "ok") & (df.backend != "copy"), ["spread", "wide_spread"]] = [1.2, False]
+    ok = (df.status == "ok") & (df.dtype == "fp32") & (df.V == 27) & (df["pass"] == "fwd")
+    df.loc[ok, ["p20_ms", "median_ms", "p80_ms", "spread", "wide_spread"]] = [1.0, 1.1, 1.2, 1.2, False]
+    victim = df.index[ok & (df.backend == "manual")][0]
+    df.loc[victim, ["p20_ms", "median_ms", "p80_ms", "spread", "wide_spread"]] = [0.1, 0.2, 0.5, 5.0, True]
+    df[["threads", "cores", "load_avg_start", "load_avg_end"]] = [1, 2, "3.50 3.00 2.00", "4.20 3.10 2.00"]
+    (tmp_path / "bench.csv").write_text(df.to_csv(index=False))
+    md = render_bench(tmp_path)
+    table = md.split("### fp32, V = 27", 1)[1].split("\n\n")[1].splitlines()
+    manual = [r for r in table if r.startswith("| manual") and "| fwd " in r][0]
+    assert "5.00 *wide*" in manual and "**" not in manual  # the fastest median, but too spread to be bolded
+    assert any(r.startswith("| **torch**") and "| fwd " in r for r in table)  # the next one is
+    assert "**Warning (loss suite):** other work competed for the cores: a load of 3.50" in md
+    assert "1 of 24 timed loss rows have a p80/p20 spread above 1.5" in md
+
+
 def test_bench_md_structure(quick_run):
     out, done = quick_run
     md = (out / "bench.md").read_text()
+    df = pd.read_csv(out / "bench.csv", keep_default_na=False, na_values=[""])
     assert "## Environment" in md and "copy bandwidth measured in this run" in md
     assert "torch 2" in md and "triton" in md and "git commit" in md
     assert "Verification: before timing, each of the 24 measured rows" in md and "(24 passed" in md
@@ -98,7 +159,9 @@ def test_bench_md_structure(quick_run):
             assert table[0].startswith("| backend") and "GB/s" in table[0] and "× eager" in table[0]
             rows = table[2:]
             assert len(rows) == len(BACKENDS) * 2
-            assert sum("**" in r for r in rows) >= 2  # a best backend per problem and pass, in bold
+            # a best backend per problem and pass, in bold, among the rows whose spread is not wide
+            ok = df[(df.dtype == dtype) & (df.V == v) & (df.status == "ok") & (df.wide_spread.astype(str) != "True")]
+            assert sum("**" in r for r in rows) == ok.groupby(["problem", "pass"]).ngroups
             assert all("needs CUDA" in r for r in rows if r.startswith("| triton"))
     assert "report:" in done.stdout
 

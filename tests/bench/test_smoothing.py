@@ -37,8 +37,12 @@ def check_ours(df, md):
     assert (ours["chars_per_s"] > 0).all() and (ours["seconds"] > 0).all()
     scores = ours[ours["phase"] == "score"]
     assert scores["nll_nats"].map(math.isfinite).all() and (scores["nll_nats"] > 0).all()
-    for column in ("machine", "load_avg", "load_avg_start", "torch", "nltk", "git_commit", "timestamp", "device_name"):
+    for column in ("machine", "load_avg", "load_avg_start", "load_avg_end", "threads", "cores", "torch", "nltk",
+                   "git_commit", "timestamp", "device_name"):
         assert df[column].notna().all() and (df[column].astype(str) != "").all(), column
+    assert (df["threads"] == 1).all() and (df["threads_how"] == "given").all()  # the default: nltk runs on one core
+    assert (f"latest run: 1 torch CPU thread(s) of {int(df['cores'].iloc[0])} cores" in md
+            and f"after: {df['load_avg_end'].iloc[-1]}" in md)
     assert md.startswith("# Smoothed count models against nltk.lm.KneserNeyInterpolated")
     for text in ("## Environment", "load average", "## Where nltk's Kneser-Ney and ours differ", "| order, method",
                  "2 harness-kn ", "2 harness-kn-nltkdef d=0.75"):
