@@ -9,6 +9,7 @@ import time
 import pytest
 
 from harness.cli import main
+from harness.run.runner import grid_hash
 from tests.conftest import REPO
 
 SMALL = ["--corpus", "ssa:1900", "--samples", "5", "--quiet"]
@@ -50,6 +51,9 @@ def test_sigint_keeps_finished_configurations_and_resume_finishes(tmp_path):
     # test does not wait for 100,000 steps (the kept count configuration must stay untouched either way)
     data = json.loads((out / "results.json").read_text())
     data["run"]["config"]["steps"] = 5
+    (out / "results.json").write_text(json.dumps(data))
+    assert run_cli("run", "--resume", str(out), "--quiet") == 2  # an edited grid is refused: kept results would not be its
+    data["run"]["hashes"]["grid"] = grid_hash(data["run"]["config"])  # the edit made on purpose, as a test may
     (out / "results.json").write_text(json.dumps(data))
     assert run_cli("run", "--resume", str(out), "--quiet") == 0
     done = records(out)
