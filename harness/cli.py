@@ -54,7 +54,7 @@ def add_run_parser(sub) -> None:
     p.add_argument("--out", default=None, help="run folder (default reports/run-<UTC time>); one that holds a run is "
                    "refused unless --resume or --overwrite")
     p.add_argument("--overwrite", action="store_true", help="replace what --out holds (an earlier run's files) instead of refusing")
-    p.add_argument("--threads", help="CPU threads (default 0: one per core, at most 8); gradient training always uses one, "
+    p.add_argument("--threads", help="CPU threads (default 0: torch's own, one per core unless OMP_NUM_THREADS says less, at most 8); gradient training always uses one, "
                    "so results never depend on it")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     add_corpus_options(p, run=True)
@@ -100,9 +100,7 @@ def add_model_arguments(p) -> None:
 
 
 def cmd_run(args) -> int:
-    from harness.core.rundir import claim_run_folder
-    from harness.run.report import load_results, loss_table
-    from harness.run.runner import Runner, check_limits, check_resumable, run_grid, run_hashes
+    from harness.run.report import load_results
 
     flags = {k: getattr(args, k) for k in RUN_KEYS if getattr(args, k) is not None}
     previous = None
@@ -123,10 +121,21 @@ def cmd_run(args) -> int:
         cfg = make_run_config({**values, **flags})
         out = Path(args.out) if args.out else Path("reports") / dt.datetime.now(dt.timezone.utc).strftime("run-%Y%m%d-%H%M%S")
     device = resolve_device(cfg.device)  # fail on a bad device before any work
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    elif torch.get_num_threads() > 8:
-        torch.set_num_threads(8)  # 0 = one per core, at most 8: past that the small tables of names gain nothing
+    threads_before = torch.get_num_threads()
+    # 0 = one per core, at most 8: past that the small tables of names gain nothing
+    torch.set_num_threads(cfg.threads or min(threads_before, 8))
+    try:
+        return _run(args, cfg, out, previous, device)
+    finally:
+        torch.set_num_threads(threads_before)  # main() may be called again in this process (tests, notebooks)
+
+
+def _run(args, cfg, out: Path, previous: dict | None, device) -> int:
+    """cmd_run once the grid is known: claim the folder, load and check the data, run, report."""
+    from harness.core.rundir import claim_run_folder
+    from harness.run.report import load_results, loss_table
+    from harness.run.runner import Runner, check_limits, check_resumable, run_grid, run_hashes
+
     launcher = "python -m harness"
     if distributed.launched():  # started by torchrun: join its process group; rank 0 alone prints, writes and locks
         device = distributed.init(device)

@@ -54,7 +54,7 @@ class RunConfig:
     min_char_count: int = 0  # drop items with a character seen fewer than this many times
     expand: bool = False  # every copy of a weighted item a row, counted and scored in chunks
     max_memory: str = "auto"  # byte budget of chunked passes, e.g. 4G; auto = a quarter of the free device memory
-    threads: int = 0  # CPU threads of torch (0 = one per core, at most 8); results do not depend on it
+    threads: int = 0  # CPU threads of torch (0 = torch's own, at most 8); results do not depend on it
 
 
 DEFAULTS = RunConfig()

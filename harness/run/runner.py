@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from harness.train import distributed
+from harness.train.fit import one_cpu_thread
 from harness.run import report
 from harness.run.config import RunConfig, grid_toml, resolve_device
 from harness.data.corpus import Corpus, expand_corpus, load_corpus
@@ -178,13 +179,15 @@ class Runner:
             record.update(status="skipped", error=str(why))
             return record
         record.update(fit.record)
-        record.update(self.losses_of(fit.model))
+        with one_cpu_thread(self.device):  # float sums in one order whatever --threads says (see one_cpu_thread)
+            record.update(self.losses_of(fit.model))
         # what comes after the losses may fail (sampling out of memory) without losing them: the record keeps
         # its NLLs and says which part failed; the CLI exits 1 for it, as for a failed configuration
         failed = {}
         if fam.compare_with_count:
             try:
-                record.update(self.compared_with_count(fit.model, record))
+                with one_cpu_thread(self.device):
+                    record.update(self.compared_with_count(fit.model, record))
             except Exception as exc:  # noqa: BLE001 - recorded; the NLLs above stand
                 failed["compare_with_count"] = f"{type(exc).__name__}: {exc}"
         try:

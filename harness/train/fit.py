@@ -35,6 +35,11 @@ def fit_count(train: Windows, dev: Windows | None, k: float | None, k_grid, coun
     `counter(train)`, when given, counts the windows into a dense table instead of `count`
     (under torchrun: a shard per rank, summed, `distributed.summed_counts`).
     """
+    with one_cpu_thread(train.context.device if isinstance(train, Windows) else train.corpus.device):
+        return _fit_count(train, dev, k, k_grid, counter)
+
+
+def _fit_count(train, dev, k, k_grid, counter) -> FitResult:
     start = time.perf_counter()
     k0 = k if k is not None else 0.0
     model = fit_add_k(train, k0) if counter is None else CountModel(train.order, train.vocab_size, counter(train), k0)
@@ -151,13 +156,15 @@ def fit_gradient(train: Windows, settings: GradientSettings, device, progress=No
 
 @contextmanager
 def one_cpu_thread(device):
-    """The training loop on CPU runs on one intra-op thread, whatever the process's thread count.
+    """Float reductions on CPU (training steps, NLL sums, k tuned on dev) run on one intra-op thread,
+    whatever the process's thread count; counting, windows and sampling keep every thread.
 
     Measured on names.txt (bigram, full batch): with two threads the backward of W[context]
     (index and table inputs) sums into W in a different order from run to run, so the loss
-    differs from the first update on (3.3787903785 vs 3.3787884712); and one_hot @ W's matmul
-    blocks by thread count, so 1 and 2 threads differ too. With one thread every step is
-    bit-identical, so the same seed gives the same losses and samples whatever --threads says.
+    differs from the first update on (3.3787903785 vs 3.3787884712); one_hot @ W's matmul blocks
+    by thread count, so 1 and 2 threads differ too; and the count model's train NLL (a sum over
+    182 K rows) differs in its last bit (2.453796984979984 vs 2.4537969849799834). On one thread
+    all of it is bit-identical, so the same seed gives the same numbers whatever --threads says.
     CUDA is left as it is (its kernels choose their own order; see README)."""
     if torch.device(device).type != "cpu":
         yield
