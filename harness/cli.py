@@ -119,6 +119,8 @@ def cmd_run(args) -> int:
     else:
         values = load_grid_file(args.config) if args.config else {}
         cfg = make_run_config({**values, **flags})
+        if args.out is not None and not args.out.strip():
+            raise HarnessError("--out is empty; give a folder path, or leave --out out for reports/run-<UTC time>")
         out = Path(args.out) if args.out else Path("reports") / dt.datetime.now(dt.timezone.utc).strftime("run-%Y%m%d-%H%M%S")
     device = resolve_device(cfg.device)  # fail on a bad device before any work
     threads_before = torch.get_num_threads()

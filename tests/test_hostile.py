@@ -331,6 +331,15 @@ def test_directories_are_called_directories(tiny, tmp_path, capsys):
     one_line_exit_2(capsys, [*RUN, "--split", f"files:{tiny},{d}"], "is a directory")
 
 
+def test_an_empty_out_and_a_grid_file_with_a_byte_order_mark(tiny, tmp_path, capsys):
+    one_line_exit_2(capsys, [*RUN, "--corpus", tiny, "--out", ""], "--out is empty")
+    grid = tmp_path / "grid.toml"
+    grid.write_text("orders = [1]\n", encoding="utf-8-sig")
+    out = tmp_path / "run"
+    assert main([*RUN[:4], "--config", str(grid), "--corpus", tiny, "--smoothing", "1", "--out", str(out)]) == 0
+    assert [r["order"] for r in json.loads((out / "results.json").read_text())["results"]] == [1]
+
+
 def test_config_from_a_pipe(tiny, tmp_path):
     """`--config <(echo ...)`: bash hands over /dev/fd/N, a pipe, which is not a regular file."""
     read, write = os.pipe()

@@ -281,7 +281,7 @@ def read_text_nonblocking(path: Path) -> str:
             os.close(fd)
     if fifo and not data:
         raise HarnessError(f"{str(path)!r} is a pipe that gave no text (nothing writes to it); give a file or <(command)")
-    return data.decode("utf-8")
+    return data.decode("utf-8-sig")  # a byte-order mark (Windows editors) is not TOML's business
 
 
 def grid_toml(cfg: RunConfig) -> str:
