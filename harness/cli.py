@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import errno
 import os
 import shlex
+import shutil
 import sys
 from pathlib import Path
 
@@ -21,7 +23,8 @@ import torch
 
 from harness.bench.main import add_bench_arguments
 from harness.train import distributed
-from harness.run.config import DEFAULTS, LOSSES, load_grid_file, make_run_config, parse_smoothing, resolve_device, validate_order
+from harness.run.config import (DEFAULTS, LOSSES, load_grid_file, make_run_config, parse_smoothing, resolve_device,
+                               validate_order, validate_seed)
 from harness.data.corpus import builtin_corpora, load_corpus, ssa_names
 from harness.core.errors import HarnessError
 from harness.core.progress import Progress
@@ -48,7 +51,11 @@ def add_run_parser(sub) -> None:
     p.add_argument("--seed", help=f"seed of the split, initialisation and sampling (default {d.seed})")
     p.add_argument("--samples", help=f"names sampled per configuration (default {d.samples})")
     p.add_argument("--device", help=f"auto, cpu or cuda (default {d.device})")
-    p.add_argument("--out", default=None, help="run folder (default reports/run-<UTC time>)")
+    p.add_argument("--out", default=None, help="run folder (default reports/run-<UTC time>); one that holds a run is "
+                   "refused unless --resume or --overwrite")
+    p.add_argument("--overwrite", action="store_true", help="replace what --out holds (an earlier run's files) instead of refusing")
+    p.add_argument("--threads", help="CPU threads (default 0: torch's own, one per core unless OMP_NUM_THREADS says less, at most 8); gradient training always uses one, "
+                   "so results never depend on it")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     add_corpus_options(p, run=True)
     g = p.add_argument_group("gradient models (defaults are the lecture's)")
@@ -63,7 +70,7 @@ def add_run_parser(sub) -> None:
 
 
 RUN_KEYS = ("corpus", "orders", "methods", "smoothing", "split", "seed", "samples", "device", "losses", "steps",
-            "lr", "regs", "batch_size", "input", "additive", "k_grid", "casefold", "min_char_count", "expand", "max_memory")
+            "lr", "regs", "batch_size", "input", "additive", "k_grid", "casefold", "min_char_count", "expand", "max_memory", "threads")
 
 
 def add_corpus_options(p, run: bool = False) -> None:
@@ -93,48 +100,91 @@ def add_model_arguments(p) -> None:
 
 
 def cmd_run(args) -> int:
-    from harness.run.report import load_results, loss_table
-    from harness.run.runner import run_grid
+    from harness.run.report import load_results
 
     flags = {k: getattr(args, k) for k in RUN_KEYS if getattr(args, k) is not None}
     previous = None
     if args.resume:
-        if flags or args.config:
-            raise HarnessError("--resume repeats the interrupted run's own grid; drop the other grid flags (" + ", ".join(sorted(flags)) + ")")
+        grid_flags = sorted(set(flags) - {"threads"})  # threads change no result: a resume may pick its own
+        if grid_flags or args.config or args.out or args.overwrite:
+            given = grid_flags + [f for f in ("config", "out", "overwrite") if getattr(args, f)]
+            raise HarnessError("--resume repeats the interrupted run's own grid in its own folder; drop the other flags ("
+                               + ", ".join(given) + ")")
         out = Path(args.resume)
-        if not (out / "results.json").is_file():
-            raise HarnessError(f"--resume {args.resume!r}: no results.json there; give the folder of an interrupted run")
         previous = load_results(out)
-        cfg = make_run_config(previous["run"]["config"])
+        try:
+            cfg = make_run_config({**previous["run"]["config"], **flags})
+        except HarnessError as exc:
+            raise HarnessError(f"{out / 'results.json'}: its stored config is not valid ({exc}); start a new run") from None
     else:
         values = load_grid_file(args.config) if args.config else {}
         cfg = make_run_config({**values, **flags})
+        if args.out is not None and not args.out.strip():
+            raise HarnessError("--out is empty; give a folder path, or leave --out out for reports/run-<UTC time>")
         out = Path(args.out) if args.out else Path("reports") / dt.datetime.now(dt.timezone.utc).strftime("run-%Y%m%d-%H%M%S")
     device = resolve_device(cfg.device)  # fail on a bad device before any work
+    threads_before = torch.get_num_threads()
+    # 0 = one per core, at most 8: past that the small tables of names gain nothing
+    torch.set_num_threads(cfg.threads or min(threads_before, 8))
+    try:
+        return _run(args, cfg, out, previous, device)
+    finally:
+        torch.set_num_threads(threads_before)  # main() may be called again in this process (tests, notebooks)
+
+
+def _run(args, cfg, out: Path, previous: dict | None, device) -> int:
+    """cmd_run once the grid is known: claim the folder, load and check the data, run, report."""
+    from harness.core.rundir import claim_run_folder
+    from harness.run.report import load_results, loss_table
+    from harness.run.runner import Runner, check_limits, check_resumable, run_grid, run_hashes
+
     launcher = "python -m harness"
-    if distributed.launched():  # started by torchrun: join its process group; rank 0 alone prints and writes
+    if distributed.launched():  # started by torchrun: join its process group; rank 0 alone prints, writes and locks
         device = distributed.init(device)
         launcher = f"torchrun --nproc_per_node={os.environ.get('LOCAL_WORLD_SIZE', '?')} -m harness"
     main_rank = distributed.is_main()
     progress = Progress(quiet=args.quiet or not main_rank)
     command = f"{launcher} " + shlex.join(sys.argv[1:])
+    created = not out.exists()
+    lock = claim_run_folder(out, command, resume=previous is not None, overwrite=args.overwrite) if main_rank else None
+    started = False
     try:
-        results = run_grid(cfg, out, progress, command, previous, device)
+        runner = Runner(cfg, device)  # the corpus and split; bad data is refused here, before anything is written
+        check_limits(cfg, runner)
+        hashes = run_hashes(cfg, runner)
+        if previous is not None:
+            previous = load_results(out)  # again, under the lock
+            check_resumable(previous, hashes, cfg, out)
+        started = True
+        results = run_grid(cfg, out, progress, command, previous, device, runner=runner)
     except KeyboardInterrupt:
-        if main_rank:
+        if main_rank and started:
             print(f"interrupted: finished configurations are in {out}; finish with: {launcher} run --resume {out}", file=sys.stderr)
         return 130
     finally:
+        if lock is not None:
+            lock.release()
+            if created and not started:  # refused before the run began: leave no folder behind
+                shutil.rmtree(out, ignore_errors=True)
         distributed.teardown()
     if not args.quiet and main_rank:
         print()
         print(loss_table(results["results"]))
         print(f"\nreport: {out / 'report.md'}")
     failed = [r for r in results["results"] if r.get("status") == "failed"]
-    if failed:
+    parts = [r for r in results["results"] if r.get("part_failed")]
+    figure_errors = results["run"].get("figure_errors") or {}
+    if failed or parts or figure_errors:
         if main_rank:
-            print(f"error: {len(failed)} of {len(results['results'])} configurations failed "
-                  f"(first: {failed[0].get('error')}); the others are in {out / 'report.md'}", file=sys.stderr)
+            if failed:
+                what = f"{len(failed)} of {len(results['results'])} configurations failed (first: {failed[0].get('error')})"
+            elif parts:
+                part, why = next(iter(parts[0]["part_failed"].items()))
+                what = f"{part} of {len(parts)} configurations failed, their NLLs kept (first: {why})"
+            else:
+                name, why = next(iter(figure_errors.items()))
+                what = f"{len(figure_errors)} figures could not be drawn (first: {name}: {why})"
+            print(f"error: {what}; the rest is in {out / 'report.md'}", file=sys.stderr)
         return 1
     return 0
 
@@ -143,24 +193,34 @@ def cmd_report(args) -> int:
     from harness.run.report import load_results, write_run
 
     run_dir = Path(args.run_dir)
-    if not (run_dir / "results.json").is_file():
-        raise HarnessError(f"{args.run_dir!r} has no results.json; give a run folder")
     write_run(run_dir, load_results(run_dir), figures=True)
     print(f"rebuilt {run_dir / 'report.md'}")
     return 0
 
 
-def cmd_compare(args) -> int:
-    from harness.run.report import compare_runs, load_results
+def output_file(path: str, flag: str) -> Path:
+    """A file a command will write: its folder must exist (a missing one is not made up silently)."""
+    out = Path(path)
+    if out.is_dir():
+        raise HarnessError(f"{flag} {path!r} is a directory; give a file path")
+    if not out.parent.is_dir():
+        raise HarnessError(f"{flag} {path!r}: folder {str(out.parent)!r} does not exist; create it or give another path")
+    return out
 
-    runs = []
-    for d in (args.run_a, args.run_b):
-        if not (Path(d) / "results.json").is_file():
-            raise HarnessError(f"{d!r} has no results.json; give two run folders")
-        runs.append(load_results(Path(d)))
+
+def cmd_compare(args) -> int:
+    from harness.core.jsonio import write_atomic
+    from harness.run.report import comparability, compare_runs, load_results
+
+    runs = [load_results(Path(d)) for d in (args.run_a, args.run_b)]
+    out = output_file(args.out, "--out") if args.out else Path(args.run_b) / f"compare-vs-{Path(args.run_a).name}.md"
     text = compare_runs(runs[0], runs[1], args.run_a, args.run_b)
-    out = Path(args.out) if args.out else Path(args.run_b) / f"compare-vs-{Path(args.run_a).name}.md"
-    out.write_text(text, encoding="utf-8")
+    why = comparability(runs[0], runs[1])
+    if why:  # still compared (the same grid on two corpora is a fair question), but never without a word
+        head, _, rest = text.partition("\n")
+        text = f"{head}\n\n**Warning:** {why}.\n{rest}"
+        print(f"warning: {why}", file=sys.stderr)
+    write_atomic(out, text)
     print(text)
     print(f"written: {out}")
     return 0
@@ -194,6 +254,7 @@ def fit_full(args):
 
     order = validate_order(args.order)
     spec = parse_smoothing(args.smoothing)
+    validate_seed(args.seed)
     if spec in TUNED_ON_DEV:
         raise HarnessError(f"--smoothing {spec} tunes on a dev split; give a number k >= 0, kn or wb (run tunes k and reports it)")
     device = resolve_device(args.device)
@@ -222,6 +283,7 @@ def cmd_score(args) -> int:
         raise HarnessError("score needs words to score or --file FILE")
     if args.per_item and not args.file:
         raise HarnessError("--per-item writes the items of --file; give --file FILE too")
+    per_item = output_file(args.per_item, "--per-item") if args.per_item else None
     corpus, model = fit_full(args)
     for word in args.words:
         if not word.strip():
@@ -238,7 +300,9 @@ def cmd_score(args) -> int:
         nll = corpus_nll(model, one)
         print(f"  mean NLL {nll:.6f} nats/char over {len(lp)} predictions")
     if args.file:
-        if not Path(args.file).is_file():
+        if Path(args.file).is_dir():
+            raise HarnessError(f"--file {args.file!r} is a directory; give a text file, one item per line")
+        if not Path(args.file).exists():
             raise HarnessError(f"--file {args.file!r} does not exist; give a text file, one item per line")
         items, copies = unique_with_counts(read_items(Path(args.file)))
         for item in items:
@@ -254,8 +318,10 @@ def cmd_score(args) -> int:
             frame = pd.DataFrame({"item": list(items), "copies": scored.item_weights().tolist(),
                                   "predicted_chars": n.tolist(), "nll_nats": nats.tolist(),
                                   "mean_nll": (nats / n).tolist()})
-            frame.to_csv(args.per_item, index=False)
-            print(f"per-item scores: {args.per_item}")
+            from harness.core.jsonio import write_atomic
+
+            write_atomic(per_item, frame.to_csv(index=False))
+            print(f"per-item scores: {per_item}")
     return 0
 
 
@@ -272,8 +338,19 @@ def cmd_sample(args) -> int:
     return 0
 
 
+class UsageError(Exception):
+    """A command line argparse cannot parse; printed as one line like every other error."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse whose errors are one line (`error: ...` and where help is) instead of a usage block."""
+
+    def error(self, message):
+        raise UsageError(f"{message} (see {self.prog} --help)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m harness", description="makemore-harness: n-gram name models, evaluated and benchmarked")
+    parser = OneLineParser(prog="python -m harness", description="makemore-harness: n-gram name models, evaluated and benchmarked")
     sub = parser.add_subparsers(dest="command", required=True)
     add_run_parser(sub)
     sub.add_parser("corpora", help="list the built-in corpora and their sizes")
@@ -297,25 +374,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
+def _drop_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's last flush cannot fail again with a traceback."""
     try:
-        if args.command == "run":
-            return cmd_run(args)
-        if args.command == "corpora":
-            return cmd_corpora(args)
-        if args.command == "report":
-            return cmd_report(args)
-        if args.command == "compare":
-            return cmd_compare(args)
-        if args.command == "score":
-            return cmd_score(args)
-        if args.command == "sample":
-            return cmd_sample(args)
-        if args.command == "bench":
-            from harness.bench.main import bench_main
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):
+        pass
 
-            return bench_main(args)
+
+def main(argv=None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except SystemExit as exc:  # --help and --version end here, having printed
+        return exc.code if isinstance(exc.code, int) else 0
+    try:
+        code = run_command(args)
+        sys.stdout.flush()  # a full stdout fails here, inside the handlers below, not at exit
+        return code
     except HarnessError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -323,6 +403,31 @@ def main(argv=None) -> int:
         print("interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # `... | head`: the reader left; nothing to report
-        sys.stderr.close()
+        _drop_stdout()
         return 0
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EIO, errno.EDQUOT):
+            raise
+        _drop_stdout()
+        print(f"error: cannot write the output ({exc.strerror}); free some space or send it elsewhere", file=sys.stderr)
+        return 2
+
+
+def run_command(args) -> int:
+    if args.command == "run":
+        return cmd_run(args)
+    if args.command == "corpora":
+        return cmd_corpora(args)
+    if args.command == "report":
+        return cmd_report(args)
+    if args.command == "compare":
+        return cmd_compare(args)
+    if args.command == "score":
+        return cmd_score(args)
+    if args.command == "sample":
+        return cmd_sample(args)
+    if args.command == "bench":
+        from harness.bench.main import bench_main
+
+        return bench_main(args)
     raise AssertionError(f"unhandled command {args.command}")

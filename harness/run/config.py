@@ -6,6 +6,8 @@ The same keys come from CLI flags (`--batch-size`) and from a TOML grid file (`b
 from __future__ import annotations
 
 import math
+import os
+import stat
 import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -52,6 +54,7 @@ class RunConfig:
     min_char_count: int = 0  # drop items with a character seen fewer than this many times
     expand: bool = False  # every copy of a weighted item a row, counted and scored in chunks
     max_memory: str = "auto"  # byte budget of chunked passes, e.g. 4G; auto = a quarter of the free device memory
+    threads: int = 0  # CPU threads of torch (0 = torch's own, at most 8); results do not depend on it
 
 
 DEFAULTS = RunConfig()
@@ -60,8 +63,13 @@ FLAGS = {  # TOML key -> CLI flag, for messages
     "split": "--split", "seed": "--seed", "samples": "--samples", "device": "--device", "k_grid": "--k-grid",
     "losses": "--loss", "steps": "--steps", "lr": "--lr", "regs": "--reg", "batch_size": "--batch-size",
     "input": "--input", "additive": "--additive", "casefold": "--casefold", "min_char_count": "--min-char-count",
-    "expand": "--expand", "max_memory": "--max-memory",
+    "expand": "--expand", "max_memory": "--max-memory", "threads": "--threads",
 }
+K_MAX = 1e9  # add-k past this is the uniform distribution to float64's digits on any corpus we load
+SEED_LIMIT = 2**64  # torch generators take seeds in [0, 2^64)
+MAX_ORDER = 63  # V^(n-1) contexts must fit int64 ids for any vocabulary (V >= 2); the corpus's V is checked later
+BATCH_MAX = 2**40
+MAX_THREADS = 1024
 
 
 def _name(key: str) -> str:
@@ -76,16 +84,50 @@ def _as_list(key: str, value) -> list:
     return [value]
 
 
-def _number(key: str, value, kind=float, minimum=None, strict=False):
-    try:
-        x = kind(value)
-    except (TypeError, ValueError):
-        raise HarnessError(f"{_name(key)} must be a number, got {value!r}") from None
-    if isinstance(x, float) and not math.isfinite(x):
-        raise HarnessError(f"{_name(key)} must be a finite number, got {value!r}")
+def _number(key: str, value, kind=float, minimum=None, strict=False, maximum=None):
+    """A number from a flag's text or a TOML value, without coercion: a whole-number key refuses
+    2.9, "2.9" and true alike (TOML's true is not 1), a float key refuses true and non-finite values."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise HarnessError(f"{_name(key)} must be a {'whole ' if kind is int else ''}number, got {value!r}")
+    if kind is int:
+        if isinstance(value, float) or (isinstance(value, str) and not value.strip().lstrip("+-").isdigit()):
+            raise HarnessError(f"{_name(key)} must be a whole number, got {value!r}")
+        x = int(value)
+    else:
+        try:
+            x = float(value)
+        except ValueError:
+            raise HarnessError(f"{_name(key)} must be a number, got {value!r}") from None
+        if not math.isfinite(x):
+            raise HarnessError(f"{_name(key)} must be a finite number, got {value!r}")
+        x += 0.0  # -0 is stored as 0.0
     if minimum is not None and (x < minimum or (strict and x == minimum)):
         raise HarnessError(f"{_name(key)} must be {'>' if strict else '>='} {minimum}, got {value!r}")
+    if maximum is not None and x > maximum:
+        limit = "2^64 - 1" if maximum == SEED_LIMIT - 1 else (f"{maximum:,}" if isinstance(maximum, int) else f"{maximum:g}")
+        raise HarnessError(f"{_name(key)} must be at most {limit}, got {value!r}")
     return x
+
+
+def _distinct(key: str, values: tuple) -> tuple:
+    """Grid axes list each value once: a repeated one would run (and report) the same configuration twice."""
+    seen = set()
+    for v in values:
+        if v in seen:
+            raise HarnessError(f"{_name(key)} lists {v!r} twice; give each value once")
+        seen.add(v)
+    return values
+
+
+def _text(key: str, value) -> str:
+    if not isinstance(value, str):
+        raise HarnessError(f"{_name(key)} must be a string, got {value!r}")
+    return value
+
+
+def validate_seed(seed) -> int:
+    """A seed torch's generators take: a whole number in [0, 2^64) (score and sample use it too)."""
+    return _number("seed", seed, int, minimum=0, maximum=SEED_LIMIT - 1)
 
 
 def _choice(key: str, value, choices) -> str:
@@ -100,30 +142,43 @@ def _split(value) -> str:
         from harness.data.splits import parse_split_files
 
         for path in parse_split_files(value):
-            if not path.is_file():
+            if path.is_dir():
+                raise HarnessError(f"split (--split): {str(path)!r} is a directory; give a text or CSV file")
+            if not path.exists():
                 raise HarnessError(f"split (--split): file {str(path)!r} does not exist")
         return value
     return _choice("split", value, SPLITS + ("files:TRAIN,DEV,TEST",))
 
 
 def validate_order(n) -> int:
-    try:
-        n = int(n)
-    except (TypeError, ValueError):
-        raise HarnessError(f"order {n!r} must be an integer, e.g. 2 for a bigram") from None
+    """An n-gram order: a whole number from 1 to MAX_ORDER (2.5, "2.5" and true are refused, not rounded)."""
+    if isinstance(n, bool) or isinstance(n, float) or (isinstance(n, str) and not n.strip().lstrip("+-").isdigit()) \
+            or not isinstance(n, (int, str)):
+        raise HarnessError(f"order {n!r} must be a whole number, e.g. 2 for a bigram")
+    n = int(n)
     if n < 1:
         raise HarnessError(f"order {n} is invalid: an n-gram order must be at least 1 (1 = unigram, 2 = bigram)")
+    if n > MAX_ORDER:
+        raise HarnessError(f"order {n} is too high: its V^{n - 1} contexts overflow 64-bit ids; give at most {MAX_ORDER} "
+                           "(names need far less: order 6 already sees most names whole)")
     return n
+
+
+def _order_of(n) -> int:
+    try:
+        return validate_order(n)
+    except HarnessError as exc:
+        raise HarnessError(f"orders (--orders): {exc}") from None
 
 
 def parse_smoothing(value) -> str:
     """One smoothing spec: auto, kn, wb, interp, or a finite float k >= 0 (kept as text)."""
-    text = str(value).strip()
-    if text in SMOOTHING_NAMES:
-        return text
-    k = _number("smoothing", text)
-    if k < 0:
-        raise HarnessError(f"smoothing (--smoothing) {text!r} is invalid: k must be a finite number >= 0 (0 = no smoothing)")
+    if isinstance(value, str) and value.strip() in SMOOTHING_NAMES:
+        return value.strip()
+    k = _number("smoothing", value.strip() if isinstance(value, str) else value)
+    if k < 0 or k > K_MAX:
+        raise HarnessError(f"smoothing (--smoothing) {value!r} is invalid: k must be a finite number from 0 to {K_MAX:g} "
+                           "(0 = no smoothing)")
     return repr(k)
 
 
@@ -137,14 +192,16 @@ def make_run_config(values: dict) -> RunConfig:
     if unknown:
         raise HarnessError(f"unknown configuration key {unknown[0]!r}; known keys: {', '.join(sorted(known))}")
     v = {**asdict(DEFAULTS), **{k: val for k, val in values.items() if val is not None}}
-    orders = tuple(validate_order(n) for n in _as_list("orders", v["orders"]))
+    orders = _distinct("orders", tuple(_order_of(n) for n in _as_list("orders", v["orders"])))
     if not orders:
         raise HarnessError("orders (--orders) is empty; give e.g. 2,3")
-    methods = tuple(_choice("methods", m, METHODS) for m in _as_list("methods", v["methods"]))
-    losses = tuple(_choice("losses", m, LOSSES) for m in _as_list("losses", v["losses"]))
-    smoothing = tuple(parse_smoothing(s) for s in _as_list("smoothing", v["smoothing"]))
-    regs = tuple(_number("regs", r, minimum=0.0) for r in _as_list("regs", v["regs"]))
-    k_grid = tuple(_number("k_grid", k, minimum=0.0) for k in _as_list("k_grid", v["k_grid"]))
+    methods = _distinct("methods", tuple(_choice("methods", m, METHODS) for m in _as_list("methods", v["methods"])))
+    losses = _distinct("losses", tuple(_choice("losses", m, LOSSES) for m in _as_list("losses", v["losses"])))
+    smoothing = _distinct("smoothing", tuple(parse_smoothing(s) for s in _as_list("smoothing", v["smoothing"])))
+    regs = _distinct("regs", tuple(_number("regs", r, minimum=0.0) for r in _as_list("regs", v["regs"])))
+    k_grid = _distinct("k_grid", tuple(_number("k_grid", k, minimum=0.0, maximum=K_MAX) for k in _as_list("k_grid", v["k_grid"])))
+    for key in ("corpus", "split", "device", "input", "max_memory"):
+        _text(key, v[key])
     for key, seq in (("methods", methods), ("losses", losses), ("smoothing", smoothing), ("regs", regs), ("k_grid", k_grid)):
         if not seq:
             raise HarnessError(f"{_name(key)} is empty")
@@ -157,7 +214,7 @@ def make_run_config(values: dict) -> RunConfig:
         methods=methods,
         smoothing=smoothing,
         split=_split(v["split"]),
-        seed=_number("seed", v["seed"], int),
+        seed=validate_seed(v["seed"]),
         samples=_number("samples", v["samples"], int, minimum=0),
         device=str(v["device"]),
         k_grid=k_grid,
@@ -165,13 +222,14 @@ def make_run_config(values: dict) -> RunConfig:
         steps=_number("steps", v["steps"], int, minimum=1),
         lr=_number("lr", v["lr"], minimum=0.0, strict=True),
         regs=regs,
-        batch_size=_number("batch_size", v["batch_size"], int, minimum=0),
+        batch_size=_number("batch_size", v["batch_size"], int, minimum=0, maximum=BATCH_MAX),
         input=_choice("input", v["input"], INPUTS),
         additive=v["additive"],
         casefold=v["casefold"],
         min_char_count=_number("min_char_count", v["min_char_count"], int, minimum=0),
         expand=v["expand"],
         max_memory=str(v["max_memory"]),
+        threads=_number("threads", v["threads"], int, minimum=0, maximum=MAX_THREADS),
     )
     from harness.core.memory import parse_bytes
 
@@ -190,17 +248,40 @@ def make_run_config(values: dict) -> RunConfig:
 def load_grid_file(path: str | Path) -> dict:
     """Raw values from a TOML grid file (keys as in RunConfig), validated later with the flags."""
     path = Path(path)
-    if not path.is_file():
+    if path.is_dir():
+        raise HarnessError(f"grid file {str(path)!r} is a directory; give a TOML file with keys like orders = [2, 3]")
+    if not path.exists():
         raise HarnessError(f"grid file {str(path)!r} does not exist; give a TOML file with keys like orders = [2, 3]")
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = tomllib.loads(read_text_nonblocking(path))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise HarnessError(f"grid file {str(path)!r} is not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise HarnessError(f"cannot read grid file {str(path)!r}: {exc.strerror or exc}") from None
     data = data.get("run", data)  # a [run] table or top-level keys
     nested = [k for k, val in data.items() if isinstance(val, dict)]
     if nested:
         raise HarnessError(f"grid file {str(path)!r}: unknown table [{nested[0]}]; put the keys at the top level or under [run]")
     return data
+
+
+def read_text_nonblocking(path: Path) -> str:
+    """A file's UTF-8 text; also a pipe such as bash's `<(...)` (/dev/fd/N). A named FIFO nobody
+    writes to is refused instead of waited on forever (opened non-blocking, then read blocking)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        fifo = stat.S_ISFIFO(os.fstat(fd).st_mode)
+        if fifo:
+            os.set_blocking(fd, True)
+        with os.fdopen(fd, "rb") as handle:
+            fd = None
+            data = handle.read()
+    finally:
+        if fd is not None:
+            os.close(fd)
+    if fifo and not data:
+        raise HarnessError(f"{str(path)!r} is a pipe that gave no text (nothing writes to it); give a file or <(command)")
+    return data.decode("utf-8-sig")  # a byte-order mark (Windows editors) is not TOML's business
 
 
 def grid_toml(cfg: RunConfig) -> str:

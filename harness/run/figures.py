@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import re
+import warnings
 from pathlib import Path
 
 import torch
@@ -32,9 +33,14 @@ def _new_figure(width_in: float, height_in: float) -> Figure:
 
 
 def _save(fig: Figure, path) -> Path:
+    """Write the PNG. A character the font lacks (an emoji corpus's labels) is drawn as a box; matplotlib's
+    warning about it, one per glyph, would break --quiet and says nothing the picture does not."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI, facecolor="white")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"(?s).*[Gg]lyph .* missing from")
+        warnings.filterwarnings("ignore", message=r"(?s).*[Mm]atplotlib currently does not support")
+        fig.savefig(path, dpi=DPI, facecolor="white")
     return path
 
 

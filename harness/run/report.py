@@ -12,6 +12,7 @@ import pandas as pd
 import torch
 
 from harness.core import jsonio
+from harness.core.errors import HarnessError
 from harness.evaluation.intervals import Interval, beyond_noise, paired_difference, unpaired_difference
 from harness.models.families import TUNED_K
 from harness.models.smoothed import LABELS as SMOOTHING_LABELS
@@ -115,9 +116,12 @@ def loss_table(records: list[dict], noise: dict | None = None) -> str:
 
 
 def not_run_lines(records: list[dict]) -> list[str]:
-    """One bullet per reason a configuration did not finish (skipped, failed, interrupted), naming them."""
+    """One bullet per reason a configuration did not finish (skipped, failed, interrupted), naming them,
+    and one per part of a finished configuration that failed (its sampling), whose NLLs stand."""
     reasons: dict[tuple[str, str], list[str]] = {}
     for r in records:
+        for part, why in (r.get("part_failed") or {}).items():
+            reasons.setdefault((f"{part} failed (NLLs kept)", why), []).append(f"order {r['order']} {label_of(r)}")
         if r.get("status", "ok") != "ok":
             what = f"order {r['order']} {r['method']}" + (f" {r['loss']}" if r.get("loss") else "")
             if r.get("reg") is not None:
@@ -186,23 +190,30 @@ def render_report(results: dict) -> str:
     tuned = [r for r in results["results"] if r.get("tuning")]
     if tuned:
         lines += ["## Smoothing tuned on dev", ""]
-        ks = [t["k"] for t in tuned[0]["tuning"]]
+        # every k any configuration tried is a column; a k one did not try (interp has its own grid) is "—", not nan
+        ks = sorted({t["k"] for r in tuned for t in r["tuning"]})
         rows = []
         for r in tuned:
-            row = {"order": r["order"], "method": r["method"]}
+            row = {"order": r["order"], "method": label_of(r)}
+            row.update({f"k={k:g}": "—" for k in ks})
             for t in r["tuning"]:
                 cell = fmt(t["dev_nll"])
-                row[f"k={t['k']:g}"] = f"**{cell}**" if t["k"] == r["smoothing"] else cell
+                chosen = t["chosen"] if "chosen" in t else t["k"] == r["smoothing"]
+                row[f"k={t['k']:g}"] = f"**{cell}**" if chosen else cell
             rows.append(row)
         lines += [f"Dev NLL for each k on the grid {ks}; the chosen k in bold. Test is evaluated once, with it.", "",
                   pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True), ""]
-        at_edge = [r for r in tuned if r["smoothing"] == max(t["k"] for t in r["tuning"])
+        at_edge = [r for r in tuned if r.get("smoothing_spec") == TUNED_K and r["smoothing"] == max(t["k"] for t in r["tuning"])
                    or (r["smoothing"] == min(t["k"] for t in r["tuning"] if t["k"] > 0))]
         for r in at_edge:
             lines += [f"**Note:** order {r['order']} chose k = {r['smoothing']:g}, at the edge of the grid: the best k may lie "
                       "beyond it; widen the grid (`--k-grid` or `k_grid`).", ""]
         if "tuning_k.png" in figs:
             lines += ["![dev NLL against k](tuning_k.png)", ""]
+    figure_errors = run.get("figure_errors") or {}
+    if figure_errors:
+        lines += ["Figures that could not be drawn (the numbers above stand): "
+                  + "; ".join(f"`{name}`: {why}" for name, why in figure_errors.items()), ""]
     if "tuning_reg.png" in figs:
         lines += ["## Regularisation", "", "![NLL against lambda](tuning_reg.png)", ""]
     if "loss_curves.png" in figs:
@@ -475,16 +486,20 @@ def label_of(r: dict) -> str:
     return f"gradient, {r['loss']}, reg {r['reg']:g}"
 
 
-def write_figures(out_dir: Path, results: dict) -> list[Path]:
-    """Draw every figure the results allow into `out_dir` (PNG)."""
+def write_figures(out_dir: Path, results: dict) -> tuple[list[Path], dict[str, str]]:
+    """Draw every figure the results allow into `out_dir` (PNG); a figure that fails (a full disk, a
+    broken font) is left out with its reason, never taking the run's numbers with it."""
     from harness.run import figures
 
-    written = []
+    written, failed = [], {}
     for name, spec in figure_specs(results).items():
         fn, args = spec[0], spec[1]
         kwargs = spec[2] if len(spec) > 2 else {}
-        written.append(getattr(figures, fn)(*args, Path(out_dir) / name, **kwargs))
-    return written
+        try:
+            written.append(getattr(figures, fn)(*args, Path(out_dir) / name, **kwargs))
+        except Exception as exc:  # noqa: BLE001 - reported in report.md and results.json
+            failed[name] = f"{type(exc).__name__}: {exc}"
+    return written, failed
 
 
 def results_frame(results: dict) -> pd.DataFrame:
@@ -494,16 +509,61 @@ def results_frame(results: dict) -> pd.DataFrame:
 def write_run(out_dir: Path, results: dict, figures: bool = False) -> None:
     """Write results.json, then results.csv and report.md rendered from what results.json holds,
     each atomically, so `python -m harness report` rebuilds the same bytes from the JSON alone.
-    `figures` also draws the PNGs (slow: done once at the end of a run)."""
+    `figures` also draws the PNGs first (slow: done once at the end of a run), so that
+    results.json and report.md can name a figure that failed."""
     out_dir = Path(out_dir)
+    if figures:
+        _, failed = write_figures(out_dir, jsonio.loads(jsonio.dumps(results), FLOAT_KEYS))
+        results["run"].pop("figure_errors", None)
+        if failed:
+            results["run"]["figure_errors"] = failed
     text = jsonio.dumps(results)
     jsonio.write_atomic(out_dir / "results.json", text)
     saved = jsonio.loads(text, FLOAT_KEYS)
     jsonio.write_atomic(out_dir / "results.csv", results_frame(saved).to_csv(index=False))
     jsonio.write_atomic(out_dir / "report.md", render_report(saved))
-    if figures:
-        write_figures(out_dir, saved)
+
+
+RESULTS_FIX = "it is left as it is: restore it from a copy, or rerun the run into a new --out"
 
 
 def load_results(run_dir: Path) -> dict:
-    return jsonio.load(Path(run_dir) / "results.json", FLOAT_KEYS)
+    """A run's results.json, or one HarnessError line saying what is wrong with it (missing, empty,
+    truncated, binary, not an object, without the run's config, corpus or records); never rewritten here."""
+    path = Path(run_dir) / "results.json"
+    if Path(run_dir).is_file():
+        raise HarnessError(f"{run_dir} is a file; give a run folder (one holding results.json)")
+    if not path.exists():
+        raise HarnessError(f"{run_dir} has no results.json; give a run folder")
+    data = jsonio.load_object(path, "a run's results.json", RESULTS_FIX, FLOAT_KEYS, required=("run", "results"))
+    run, records = data["run"], data["results"]
+    if not isinstance(run, dict) or not isinstance(records, list):
+        raise HarnessError(f"{path}: 'run' must be an object and 'results' a list; {RESULTS_FIX}")
+    missing = [k for k in ("config", "corpus", "environment", "started", "command") if k not in run]
+    if missing or not isinstance(run.get("config"), dict):
+        raise HarnessError(f"{path}: its 'run' lacks {', '.join(repr(k) for k in missing) or 'a config object'}; {RESULTS_FIX}")
+    bad = [i for i, r in enumerate(records) if not isinstance(r, dict) or not {"key", "order", "method"} <= r.keys()]
+    if bad:
+        raise HarnessError(f"{path}: record {bad[0]} lacks key/order/method; {RESULTS_FIX}")
+    return data
+
+
+def comparability(a: dict, b: dict) -> str | None:
+    """Why two runs' NLLs are not comparable (a different corpus or split), or None.
+
+    By the content hashes a run stores; for runs without them, by corpus name, size and split spec."""
+    ha, hb = a["run"].get("hashes") or {}, b["run"].get("hashes") or {}
+    ca, cb = a["run"]["corpus"], b["run"]["corpus"]
+    if ha.get("corpus") and hb.get("corpus"):
+        corpus_differs, split_differs = ha["corpus"] != hb["corpus"], ha.get("split") != hb.get("split")
+    else:
+        corpus_differs = (ca.get("name"), ca.get("items"), ca.get("vocab")) != (cb.get("name"), cb.get("items"), cb.get("vocab"))
+        split_differs = (ca.get("split"), ca.get("splits")) != (cb.get("split"), cb.get("splits"))
+    if corpus_differs:
+        names = (f"{ca.get('name')} vs {cb.get('name')}" if ca.get("name") != cb.get("name")
+                 else f"{ca.get('name')} with different content")
+        return f"the runs are on different corpora ({names}): the NLL deltas compare different data"
+    if split_differs:
+        return f"the runs split the corpus differently ({ca.get('split')}, seed {a['run']['config'].get('seed')} vs " \
+               f"{cb.get('split')}, seed {b['run']['config'].get('seed')}): the NLL deltas compare different data"
+    return None

@@ -9,10 +9,14 @@ from pathlib import Path
 import torch
 
 from harness.train import distributed
+from harness.train.fit import one_cpu_thread
 from harness.run import report
 from harness.run.config import RunConfig, grid_toml, resolve_device
 from harness.data.corpus import Corpus, expand_corpus, load_corpus
+from harness.core import jsonio
 from harness.core.env import environment
+from harness.core.errors import HarnessError
+from harness.core.rundir import content_hash
 from harness.evaluation.evaluate import corpus_nll, item_nll, mean_nll, perplexity
 from harness.evaluation.intervals import nll_interval
 from harness.models.families import (FAMILIES, SMOOTHED_METHODS, TUNED_K, FitData, Fitted, Skipped, count_point,
@@ -197,19 +201,94 @@ class Runner:
             record.update(status="skipped", error=str(why))
             return record
         record.update(fit.record)
-        record.update(self.losses_of(fit.model))
+        with one_cpu_thread(self.device):  # float sums in one order whatever --threads says (see one_cpu_thread)
+            record.update(self.losses_of(fit.model))
+        # what comes after the losses may fail (sampling out of memory) without losing them: the record keeps
+        # its NLLs and says which part failed; the CLI exits 1 for it, as for a failed configuration
+        failed = {}
         if fam.compare_with_count:
-            record.update(self.compared_with_count(fit.model, record))
-        record.update(self.samples_of(fit.model))
+            try:
+                with one_cpu_thread(self.device):
+                    record.update(self.compared_with_count(fit.model, record))
+            except Exception as exc:  # noqa: BLE001 - recorded; the NLLs above stand
+                failed["compare_with_count"] = f"{type(exc).__name__}: {exc}"
+        try:
+            record.update(self.samples_of(fit.model))
+        except Exception as exc:  # noqa: BLE001 - recorded; the NLLs above stand
+            failed["samples"] = f"{type(exc).__name__}: {exc}"
+            record.update(samples=[], new_share=None, heldout_share=None)
+        if failed:
+            record["part_failed"] = failed
         return record
 
 
-def new_results(cfg: RunConfig, runner: Runner, command: str) -> dict:
+def config_dict(cfg: RunConfig) -> dict:
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.__dict__.items()}
+
+
+def grid_hash(config: dict) -> str:
+    """The hash of a run's grid as results.json stores it; threads change no result, so they are left out."""
+    return content_hash({k: v for k, v in config.items() if k != "threads"})
+
+
+def _corpus_hash(corpus: Corpus) -> str:
+    return content_hash(corpus.name, list(corpus.items), corpus.item_weights().tolist())
+
+
+def run_hashes(cfg: RunConfig, runner: Runner) -> dict:
+    """Content hashes of what a run's numbers depend on, stored at its start: --resume must find the same."""
+    return {"corpus": _corpus_hash(runner.corpus),
+            "split": content_hash({name: _corpus_hash(part) for name, part in runner.splits.items()}),
+            "grid": grid_hash(config_dict(cfg))}
+
+
+def check_limits(cfg: RunConfig, runner: Runner) -> None:
+    """Values that are valid alone but not on this corpus, refused before any folder is made:
+    an order whose V^n n-gram ids overflow int64, a minibatch larger than the training rows."""
+    V = runner.corpus.vocab.size
+    for order in cfg.orders:
+        if V**order >= 2**63:
+            raise HarnessError(f"orders (--orders): order {order} over this corpus's {V} tokens has {V}^{order} n-grams, "
+                               "past 64-bit ids; give a lower order")
+    if "gradient" in cfg.methods and cfg.batch_size:
+        rows = len(runner.win(min(cfg.orders), "train").target)
+        if cfg.batch_size > rows:
+            raise HarnessError(f"batch_size (--batch-size) {cfg.batch_size:,} is more than the {rows:,} training rows; "
+                               f"give at most {rows:,}, or 0 for the full batch")
+
+
+def check_resumable(previous: dict, hashes: dict, cfg: RunConfig, where: Path) -> None:
+    """Refuse a resume whose corpus, split or grid is not the stored run's, or whose stored config
+    no longer matches its records: kept results must have been computed on what the rest will be."""
+    stored = previous["run"].get("hashes")
+    fix = f"start a new run (another --out, or --overwrite) instead of --resume {where}"
+    if not isinstance(stored, dict):
+        raise HarnessError(f"{where / 'results.json'} stores no content hashes (written by an older harness), so "
+                           f"--resume cannot check that the corpus and split are the same; {fix}")
+    what = {"corpus": "the corpus content", "split": "the split", "grid": "the grid in results.json (edited since the run began?)"}
+    differ = [what[k] for k in ("corpus", "split", "grid") if stored.get(k) != hashes[k]]
+    if differ:
+        raise HarnessError(f"--resume {where}: {' and '.join(differ)} differ from the stored run's; {fix}")
+    points = {config_key(p): p for p in grid_of(cfg)}
+    for r in previous["results"]:
+        if r.get("status") not in ("ok", "skipped"):
+            continue
+        point = points.get(r.get("key"))
+        if point is None:
+            raise HarnessError(f"{where / 'results.json'}: record {r.get('key')!r} is not in its stored config's grid; {fix}")
+        for name, value in family(point["method"]).fields(point, cfg).items():
+            if name in r and r[name] != value:
+                raise HarnessError(f"{where / 'results.json'}: record {r['key']!r} has {name} {r[name]!r} but the stored "
+                                   f"config says {value!r}; {fix}")
+
+
+def new_results(cfg: RunConfig, runner: Runner, command: str, hashes: dict | None = None) -> dict:
     return {
         "run": {
             "started": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "command": command,
-            "config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.__dict__.items()},
+            "config": config_dict(cfg),
+            "hashes": hashes or run_hashes(cfg, runner),
             "environment": environment(runner.device),
             "corpus": {**corpus_stats(runner.corpus, runner.splits), "split": cfg.split, "split_overlap": runner.overlap},
             "split_items": split_items(runner.splits),
@@ -219,7 +298,7 @@ def new_results(cfg: RunConfig, runner: Runner, command: str) -> dict:
 
 
 def run_grid(cfg: RunConfig, out_dir: Path, progress: Progress, command: str, previous: dict | None = None,
-             device: torch.device | None = None) -> dict:
+             device: torch.device | None = None, runner: Runner | None = None) -> dict:
     """Run every configuration of `cfg`, writing the results after each one; return the results.
 
     With `previous` (the results.json of an interrupted run with the same grid) the
@@ -227,17 +306,19 @@ def run_grid(cfg: RunConfig, out_dir: Path, progress: Progress, command: str, pr
     raises is recorded with its error and the others still run; Ctrl-C records the
     interrupted configuration as such and re-raises, with every finished one already on disk.
     `device` is this rank's under torchrun (default: cfg.device); every rank runs the grid, and
-    only rank 0 writes files (its `progress` is the only one not quiet).
+    only rank 0 writes files (its `progress` is the only one not quiet). `runner`: one already
+    built (the CLI builds it to check limits and hashes before it claims the folder).
     """
     device = device or resolve_device(cfg.device)
     writes = distributed.is_main()
-    runner = Runner(cfg, device)
+    runner = runner or Runner(cfg, device)
     corpus = runner.corpus
     progress.line(f"corpus {corpus.name}: {corpus.num_items():,} items ({corpus.num_unique:,} unique), "
                   f"vocabulary {corpus.vocab.size}, device {device}")
     results = new_results(cfg, runner, command)
     done = {}
     if previous is not None:
+        results["run"]["hashes"] = previous["run"].get("hashes", results["run"]["hashes"])
         results["run"]["started"] = previous["run"]["started"]
         results["run"]["command"] = previous["run"]["command"]
         results["run"]["resumed"] = previous["run"].get("resumed", []) + [dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")]
@@ -246,17 +327,26 @@ def run_grid(cfg: RunConfig, out_dir: Path, progress: Progress, command: str, pr
         results["run"]["bigram_counts"] = count(runner.win(2, "train")).long().tolist()
     if distributed.world_size() > 1:
         results["run"]["world_size"] = distributed.world_size()
-    if writes:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        results["run"]["split_files"] = write_split(out_dir, runner.splits)
-        (out_dir / "grid.toml").write_text(grid_toml(cfg), encoding="utf-8")
     grid = grid_of(cfg)
     records = {}
+    if previous is not None:  # until a kept record is saved again, the folder's results.json stays the old one
+        records.update({config_key(p): done[config_key(p)] for p in grid if config_key(p) in done})
+    if writes:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        results["run"]["split_files"] = {name: f"split/{name}.txt" for name in runner.splits}
+        save_now(out_dir, results, grid, records)  # first, so a folder killed from here on is a resumable run
+        try:
+            results["run"]["split_files"] = write_split(out_dir, runner.splits)
+        except OSError as exc:
+            raise HarnessError(f"cannot write the split files into {out_dir / 'split'}: {exc.strerror or exc}; "
+                               "free some space or give a writable --out") from None
+        jsonio.write_atomic(out_dir / "grid.toml", grid_toml(cfg))
 
     def save():
-        results["results"] = [records[config_key(p)] for p in grid if config_key(p) in records]
         if writes:
-            report.write_run(out_dir, results)
+            save_now(out_dir, results, grid, records)
+        else:
+            results["results"] = [records[config_key(p)] for p in grid if config_key(p) in records]
 
     with progress.bar(len(grid), "configurations") as advance:
         for i, point in enumerate(grid, 1):
@@ -290,6 +380,12 @@ def run_grid(cfg: RunConfig, out_dir: Path, progress: Progress, command: str, pr
     return results
 
 
+def save_now(out_dir: Path, results: dict, grid: list[dict], records: dict) -> None:
+    """results.json, results.csv and report.md with the records so far, in grid order."""
+    results["results"] = [records[config_key(p)] for p in grid if config_key(p) in records]
+    report.write_run(out_dir, results)
+
+
 def describe(record: dict) -> str:
     head = f"order {record['order']} {record['method']}"
     if record["method"] == "count":
@@ -299,5 +395,7 @@ def describe(record: dict) -> str:
         head += f" loss={record['loss']} reg={record.get('reg')}"
     if record.get("status") != "ok":
         return f"{head}: {record.get('status')} ({record.get('error')})"
+    if record.get("part_failed"):
+        head += " (" + "; ".join(f"{part} failed: {why}" for part, why in record["part_failed"].items()) + ")"
     shown = " ".join(f"{s} {record[f'{s}_nll']:.4f}" for s in SPLIT_NAMES if record.get(f"{s}_nll") is not None)
     return f"{head}: {shown} ({record['fit_seconds']:.2f} s)"

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -34,6 +35,11 @@ def fit_count(train: Windows, dev: Windows | None, k: float | None, k_grid, coun
     `counter(train)`, when given, counts the windows into a dense table instead of `count`
     (under torchrun: a shard per rank, summed, `distributed.summed_counts`).
     """
+    with one_cpu_thread(train.context.device if isinstance(train, Windows) else train.corpus.device):
+        return _fit_count(train, dev, k, k_grid, counter)
+
+
+def _fit_count(train, dev, k, k_grid, counter) -> FitResult:
     start = time.perf_counter()
     k0 = k if k is not None else 0.0
     model = fit_add_k(train, k0) if counter is None else CountModel(train.order, train.vocab_size, counter(train), k0)
@@ -120,31 +126,55 @@ def fit_gradient(train: Windows, settings: GradientSettings, device, progress=No
     compiled_before = _compile_seconds()
     _sync(device)
     start = time.perf_counter()
-    for step in range(settings.steps):
-        if sampler is not None:
-            rows = torch.multinomial(weight, settings.batch_size, replacement=True, generator=sampler)
-            rows_part, rows_scale = distributed.batch_part(len(rows))  # every rank drew the same rows
-            rows = rows[rows_part]
-            loss = loss_of(context[rows], target[rows], None) * rows_scale
-        else:
-            loss = loss_of(context[part], target[part], weight[part], counts) * scale
-        if settings.reg:
-            loss = loss + settings.reg * model.regulariser()
-        for W in model.parameters():
-            W.grad = None
-        loss.backward()
-        with torch.no_grad():
+    with one_cpu_thread(device):  # bit-identical losses whatever the thread count (see one_cpu_thread)
+        for step in range(settings.steps):
+            if sampler is not None:
+                rows = torch.multinomial(weight, settings.batch_size, replacement=True, generator=sampler)
+                rows_part, rows_scale = distributed.batch_part(len(rows))  # every rank drew the same rows
+                rows = rows[rows_part]
+                loss = loss_of(context[rows], target[rows], None) * rows_scale
+            else:
+                loss = loss_of(context[part], target[part], weight[part], counts) * scale
+            if settings.reg:
+                loss = loss + settings.reg * model.regulariser()
             for W in model.parameters():
-                W -= settings.lr * W.grad
-        losses.append(distributed.mean_over_ranks(loss.detach()))
-        if not math.isfinite(losses[-1]):
-            raise HarnessError(
-                f"training diverged at step {step + 1} (loss {losses[-1]}); lower --lr (now {settings.lr:g})"
-            )
-        if progress is not None:
-            progress(step)
+                W.grad = None
+            loss.backward()
+            with torch.no_grad():
+                for W in model.parameters():
+                    W -= settings.lr * W.grad
+            losses.append(distributed.mean_over_ranks(loss.detach()))
+            if not math.isfinite(losses[-1]):
+                raise HarnessError(
+                    f"training diverged at step {step + 1} (loss {losses[-1]}); lower --lr (now {settings.lr:g})"
+                )
+            if progress is not None:
+                progress(step)
     _sync(device)
     return GradientFit(model, time.perf_counter() - start, losses, float(_compile_seconds() - compiled_before))
+
+
+@contextmanager
+def one_cpu_thread(device):
+    """Float reductions on CPU (training steps, NLL sums, k tuned on dev) run on one intra-op thread,
+    whatever the process's thread count; counting, windows and sampling keep every thread.
+
+    Measured on names.txt (bigram, full batch): with two threads the backward of W[context]
+    (index and table inputs) sums into W in a different order from run to run, so the loss
+    differs from the first update on (3.3787903785 vs 3.3787884712); one_hot @ W's matmul blocks
+    by thread count, so 1 and 2 threads differ too; and the count model's train NLL (a sum over
+    182 K rows) differs in its last bit (2.453796984979984 vs 2.4537969849799834). On one thread
+    all of it is bit-identical, so the same seed gives the same numbers whatever --threads says.
+    CUDA is left as it is (its kernels choose their own order; see README)."""
+    if torch.device(device).type != "cpu":
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def _compile_seconds() -> float:

@@ -9,6 +9,7 @@ import time
 import pytest
 
 from harness.cli import main
+from harness.run.runner import grid_hash
 from tests.conftest import REPO
 
 SMALL = ["--corpus", "ssa:1900", "--samples", "5", "--quiet"]
@@ -50,6 +51,9 @@ def test_sigint_keeps_finished_configurations_and_resume_finishes(tmp_path):
     # test does not wait for 100,000 steps (the kept count configuration must stay untouched either way)
     data = json.loads((out / "results.json").read_text())
     data["run"]["config"]["steps"] = 5
+    (out / "results.json").write_text(json.dumps(data))
+    assert run_cli("run", "--resume", str(out), "--quiet") == 2  # an edited grid is refused: kept results would not be its
+    data["run"]["hashes"]["grid"] = grid_hash(data["run"]["config"])  # the edit made on purpose, as a test may
     (out / "results.json").write_text(json.dumps(data))
     assert run_cli("run", "--resume", str(out), "--quiet") == 0
     done = records(out)
@@ -150,3 +154,40 @@ def test_gradient_without_a_dev_split_compares_with_the_lectures_k(names_path, t
     (r,) = records(out)
     assert r["status"] == "ok" and r["count_k"] == 1.0
     assert r["train_losses"][0] == pytest.approx(3.768619, abs=2e-6)
+
+
+@pytest.mark.parametrize("input_path", ["table", "index", "onehot"])
+def test_gradient_losses_are_bit_identical_whatever_the_thread_count(names_path, input_path):
+    """Issue 16 item 5. Measured without the fix on names.txt: with two threads two fits of the same seed
+    differ from step 1 on (table, index: the backward of W[context]); one and two threads differ (onehot:
+    the matmul's blocking). Oracle: a fit on one thread."""
+    import torch
+
+    from harness.data.corpus import load_corpus
+    from harness.data.ngrams import windows_for
+    from harness.train.fit import GradientSettings, fit_gradient
+
+    windows = windows_for(load_corpus(str(names_path), torch.device("cpu")), 2, 2**30)
+    settings = GradientSettings(steps=4, input=input_path)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        oracle = fit_gradient(windows, settings, "cpu")
+        torch.set_num_threads(2)
+        fits = [fit_gradient(windows, settings, "cpu") for _ in range(2)]
+        assert torch.get_num_threads() == 2  # the training loop's one thread is given back
+    finally:
+        torch.set_num_threads(before)
+    for fit in fits:
+        assert fit.losses == oracle.losses
+        assert torch.equal(fit.model.tables[0], oracle.model.tables[0])
+
+
+def test_a_run_gives_the_same_bits_with_one_and_two_threads(names_path, tmp_path):
+    outs = {t: tmp_path / f"threads-{t}" for t in ("1", "2")}
+    for threads, out in outs.items():
+        assert run_cli("run", "--corpus", str(names_path), "--orders", "2", "--methods", "count,gradient", "--input", "index",
+                       "--steps", "4", "--samples", "10", "--quiet", "--threads", threads, "--out", str(out)) == 0
+    one, two = records(outs["1"]), records(outs["2"])
+    keys = ("train_nll", "dev_nll", "test_nll", "samples", "smoothing", "train_losses", "nll_vs_count", "max_prob_diff")
+    assert [{k: r.get(k) for k in keys} for r in one] == [{k: r.get(k) for k in keys} for r in two]
