@@ -11,6 +11,7 @@ saved model (issue 17) slots in there, as a family whose `fit` loads instead of 
 from __future__ import annotations
 
 import itertools
+import os
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -183,6 +184,7 @@ def _fit_neural(point: dict, data: FitData) -> Fitted:
         "steps_trained": fit.steps, "steps_per_second": fit.steps_per_second, "tokens_trained": fit.tokens,
         "tokens_per_second": fit.tokens_per_second, "threads": fit.threads, "stop_reason": fit.stop_reason,
         "best_step": fit.best_step, "best_dev_nll": fit.best_dev_nll, "resumed_from": fit.resumed_from,
+        "load_avg": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,  # a shared machine's speed depends on it
         "dev_curve": fit.dev_curve, "train_losses": fit.train_losses})
 
 

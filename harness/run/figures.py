@@ -307,6 +307,9 @@ def neural_curves(curves: dict[str, list[tuple[int, float | None, float | None]]
     for j, (label, level) in enumerate(reference.items()):
         if _finite(level):
             ax.axhline(float(level), linestyle=":", linewidth=1.4, color="gray", label=f"{label}: {float(level):.4f}")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("training step")
     ax.set_ylabel(f"NLL ({NLL_UNITS})")
     ax.set_title(title or "Neural families: dev NLL and training loss against step (★ = the kept, best-on-dev weights)")
