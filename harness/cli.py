@@ -81,6 +81,8 @@ def add_neural_arguments(p) -> None:
 
     d = DEFAULTS
     g = p.add_argument_group("neural families: mlp, cnn, gru, transformer (--loss picks their loss backend too)")
+    g.add_argument("--nn-compile", dest="nn_compile", action="store_true", default=None,
+                   help="torch.compile the neural models (batches keep a static shape; compile time counts in wall s)")
     for key, what in NEURAL_HELP.items():
         value = getattr(d, key)
         shown = ",".join(f"{x:g}" for x in value) + "; a list sweeps" if isinstance(value, tuple) else f"{value:g}"
@@ -90,7 +92,7 @@ def add_neural_arguments(p) -> None:
 
 RUN_KEYS = ("corpus", "orders", "methods", "smoothing", "split", "seed", "samples", "device", "losses", "steps",
             "lr", "regs", "batch_size", "input", "additive", "k_grid", "casefold", "min_char_count", "expand", "max_memory")
-RUN_KEYS += tuple(NEURAL_HELP)
+RUN_KEYS += (*NEURAL_HELP, "nn_compile")
 
 
 def add_corpus_options(p, run: bool = False) -> None:

@@ -145,7 +145,7 @@ NEURAL_SWEEPS = {"nn_embd": "n_embd", "nn_embd2": "n_embd2", "nn_layer": "n_laye
                  "nn_block_size": "block_size", "nn_dropout": "dropout", "nn_weight_decay": "weight_decay",
                  "nn_batch_size": "batch_size", "nn_lr": "lr"}  # a list sweeps: one configuration per combination
 NEURAL_SCALARS = {"nn_steps": "steps", "nn_warmup": "warmup_steps", "nn_eval_interval": "eval_interval",
-                  "nn_patience": "patience", "time_budget": "time_budget_seconds"}  # one value per run
+                  "nn_patience": "patience", "time_budget": "time_budget_seconds", "nn_compile": "compile"}  # one value per run
 NEURAL_METHODS = tuple(NEURAL_FAMILIES)
 
 

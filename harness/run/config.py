@@ -70,6 +70,7 @@ class RunConfig:
     nn_eval_interval: int = _NN.eval_interval
     nn_patience: int = _NN.patience  # dev scores without a new best before stopping, 0 = never
     time_budget: float = _NN.time_budget_seconds  # seconds per configuration, 0 = none
+    nn_compile: bool = _NN.compile  # torch.compile the model
 
 
 DEFAULTS = RunConfig()
@@ -217,7 +218,9 @@ def make_run_config(values: dict) -> RunConfig:
 
 def neural_values(v: dict) -> dict:
     """The neural keys of raw values, validated: each swept key a non-empty list, each scalar one number."""
-    out = {}
+    if not isinstance(v["nn_compile"], bool):
+        raise HarnessError(f"{_name('nn_compile')} must be true or false, got {v['nn_compile']!r}")
+    out = {"nn_compile": v["nn_compile"]}
     for key, (kind, minimum, strict) in NEURAL_BOUNDS.items():
         if key in NEURAL_SWEEPS:
             out[key] = tuple(_number(key, x, kind, minimum=minimum, strict=strict) for x in _as_list(key, v[key]))

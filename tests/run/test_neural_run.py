@@ -162,6 +162,7 @@ def test_bad_neural_flags_are_one_line_exit_2(capsys, args, fragment):
     ("nn_embd = [8, 0]", "nn_embd (--nn-embd) must be >= 1"),
     ("nn_patience = -1", "nn_patience (--nn-patience) must be >= 0"),
     ("nn_width = 3", "unknown configuration key 'nn_width'"),
+    ('nn_compile = "yes"', "nn_compile (--nn-compile) must be true or false"),
 ])
 def test_bad_neural_toml_keys_are_one_line_exit_2(capsys, tmp_path, toml, fragment):
     grid = tmp_path / "grid.toml"
