@@ -78,8 +78,13 @@ def render_neural(csv_path: Path, command: str) -> str:
 
     frame = pd.read_csv(csv_path, keep_default_na=False)
     first = frame.iloc[0]
-    shown = frame[["family", "backend", "status", "parameters", "steps", "steps_per_second", "tokens_per_second",
-                   "vs_torch", "max_loss_rel_diff", "threads", "note"]]
+    cell = lambda spec: lambda x: format(float(x), spec) if x != "" else ""  # noqa: E731 - a skipped row's cells stay empty
+    shown = pd.DataFrame({
+        "family": frame["family"], "backend": frame["backend"], "status": frame["status"],
+        "parameters": frame["parameters"].map(cell(",.0f")), "steps": frame["steps"],
+        "steps/s": frame["steps_per_second"].map(cell(".1f")), "tokens/s": frame["tokens_per_second"].map(cell(",.0f")),
+        "vs torch": frame["vs_torch"].map(cell(".2f")), "max loss rel. diff": frame["max_loss_rel_diff"].map(cell(".1e")),
+        "threads": frame["threads"].map(cell(".0f")), "note": frame["note"]})
     return "\n".join([
         "# Neural training steps per loss backend", "",
         f"- command: `{command}`",
@@ -87,7 +92,7 @@ def render_neural(csv_path: Path, command: str) -> str:
         f"- torch {first['torch']}, triton {first['triton']}, commit {first['git_commit']}, {first['timestamp']}",
         f"- corpus {first['corpus']} (train split), batch {first['batch_size']} names, AdamW, no dev scoring; "
         "one untimed warm-up fit per row (compile time excluded)", "",
-        shown.to_markdown(index=False), ""])
+        shown.to_markdown(index=False, disable_numparse=True), ""])
 
 
 def neural_train_bench(corpus_spec: str, device: torch.device, quick: bool, seed: int, out_dir: Path, command: str,

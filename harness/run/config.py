@@ -90,7 +90,6 @@ NEURAL_BOUNDS = {"nn_embd": (int, 1, False), "nn_embd2": (int, 1, False), "nn_la
                  "nn_patience": (int, 0, False), "time_budget": (float, 0.0, False)}
 
 
-
 def _name(key: str) -> str:
     return f"{key} ({FLAGS[key]})"
 
