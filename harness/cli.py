@@ -42,7 +42,7 @@ def add_run_parser(sub) -> None:
     p.add_argument("--resume", default=None, metavar="RUN_DIR", help="finish an interrupted run: only its missing or failed configurations run")
     p.add_argument("--corpus", help=f"file path or built-in name (default {d.corpus})")
     p.add_argument("--orders", help=f"n-gram orders, e.g. 2,3 (default {','.join(map(str, d.orders))})")
-    p.add_argument("--methods", help=f"count, gradient or count,gradient (default {','.join(d.methods)})")
+    p.add_argument("--methods", help=f"model families, comma separated: count, gradient, mlp, cnn, gru, transformer (default {','.join(d.methods)})")
     p.add_argument("--smoothing", help="count models, one configuration each: auto (add-k, k tuned on dev), a number k >= 0, "
                    f"kn (modified Kneser-Ney), wb (Witten-Bell), interp (add-k orders interpolated) (default {','.join(d.smoothing)})")
     p.add_argument("--split", help=f"seeded (80/10/10 by unique item), none, or files:TRAIN,DEV,TEST (default {d.split})")
@@ -67,10 +67,39 @@ def add_run_parser(sub) -> None:
     g.add_argument("--input", help="table: fused gather-cross-entropy (default); index: W[context]; onehot: one_hot(context) @ W, "
                    "the lecture's; counts: the exact full-batch step from the count table")
     g.add_argument("--additive", action="store_true", default=None, help="orders >= 3: one V x V table per context position, summed")
+    add_neural_arguments(p)
+
+
+NEURAL_HELP = {  # run key -> what its flag sets; the defaults come from RunConfig (NeuralSettings's)
+    "nn_embd": "token (and position) embedding size", "nn_embd2": "hidden width (mlp, cnn, gru)",
+    "nn_layer": "transformer blocks / stacked GRU layers", "nn_head": "attention heads",
+    "nn_block_size": "context length, 0 = the longest train/dev name + 1 (mlp, cnn: the last N characters)",
+    "nn_dropout": "dropout", "nn_weight_decay": "AdamW weight decay (matrices and embeddings)",
+    "nn_batch_size": "names per step", "nn_lr": "AdamW peak learning rate",
+    "nn_steps": "most training steps", "nn_warmup": "linear warm-up steps", "nn_eval_interval": "steps between dev scores",
+    "nn_patience": "dev scores without a new best before stopping, 0 = never",
+    "time_budget": "wall seconds of training per configuration, 0 = none",
+}
+
+
+def add_neural_arguments(p) -> None:
+    """The neural families' flags (--nn-lr ...), one per RunConfig key; a list sweeps where the key is a list."""
+    from harness.run.config import FLAGS
+
+    d = DEFAULTS
+    g = p.add_argument_group("neural families: mlp, cnn, gru, transformer (--loss picks their loss backend too)")
+    g.add_argument("--nn-compile", dest="nn_compile", action="store_true", default=None,
+                   help="torch.compile the neural models (batches keep a static shape; compile time counts in wall s)")
+    for key, what in NEURAL_HELP.items():
+        value = getattr(d, key)
+        shown = ",".join(f"{x:g}" for x in value) + "; a list sweeps" if isinstance(value, tuple) else f"{value:g}"
+        g.add_argument(FLAGS[key], dest=key, metavar="SECONDS" if key == "time_budget" else None,
+                       help=f"{what} (default {shown})")
 
 
 RUN_KEYS = ("corpus", "orders", "methods", "smoothing", "split", "seed", "samples", "device", "losses", "steps",
             "lr", "regs", "batch_size", "input", "additive", "k_grid", "casefold", "min_char_count", "expand", "max_memory", "threads")
+RUN_KEYS += (*NEURAL_HELP, "nn_compile")
 
 
 def add_corpus_options(p, run: bool = False) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from harness.bench import counting, loss, smoothing, static, train
+from harness.bench import counting, loss, neural, smoothing, static, train
 from harness.bench.common import (MachineLoad, command_line, out_dir_for, parse_orders, parse_threads, provenance,
                                   recompile_limit_patch, resolve_device, write_rows)
 from harness.bench.config import DEFAULTS, DTYPES, QUICK_REPETITIONS, VARIANTS, make_bench_config
@@ -160,6 +160,9 @@ def loss_and_train_main(args: argparse.Namespace) -> int:
                        train.TRAIN_CSV_COLUMNS)
             failures += [f"train {r['variant']} order {r['order']}: {r['note']}" for r in train_rows
                          if r.get("status") == "failed"]
+            neural_rows = neural.neural_train_bench(config.corpus, device, config.quick, config.seed, config.out_dir,
+                                                    command_line(), log=_print)  # neural.csv, neural.md
+            failures += [f"train {r['family']} {r['backend']}: {r['note']}" for r in neural_rows if r.get("status") == "failed"]
     (config.out_dir / "bench.md").write_text(render_bench(config.out_dir, command_line()))
     _print(f"report: {config.out_dir / 'bench.md'} ({time.perf_counter() - started:.0f} s)")
     if failures:

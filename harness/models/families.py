@@ -10,17 +10,23 @@ saved model (issue 17) slots in there, as a family whose `fit` loads instead of 
 """
 from __future__ import annotations
 
+import itertools
+import os
 import time
 from dataclasses import dataclass
 from typing import Callable
 
 import kernels
 from harness.core.errors import HarnessError
+from harness.data.corpus import Corpus
 from harness.data.ngrams import Windows, WindowStream
+from harness.models.neural.common import NeuralSettings
+from harness.models.neural.families import FAMILIES as NEURAL_FAMILIES
 from harness.models.protocol import LanguageModel
 from harness.models.smoothed import METHODS as SMOOTHED_METHODS
 from harness.models.smoothed import fit_smoothed
 from harness.train.fit import GradientSettings, fit_count, fit_gradient
+from harness.train.neural import fit_neural
 
 # smoothing specs of the count family: one of these names, or a number k >= 0 (add-k with that k)
 TUNED_K = "auto"  # add-k, k tuned on dev from the run's k_grid
@@ -38,18 +44,22 @@ def smoothing_k(spec: str) -> float | None:
 class FitData:
     """What fitting one configuration may use.
 
-    train / dev: the configuration's order's windows (dev None where the split has none);
+    train / dev: the configuration's order's windows (dev None where the split has none), or the
+    split corpora themselves for a family fitted once per run (`per_order` False: the neural ones);
     cfg: the run's settings (a RunConfig: k_grid, the gradient flags, seed); counter: how a dense
     count table is counted (under torchrun: a shard per rank, summed), None for plain counting;
-    progress: called with each training step.
+    progress: called with each training step (a neural family: each dev score); checkpoint_dir:
+    where a neural family keeps its checkpoints (None: none kept); resume: continue from them.
     """
 
-    train: Windows | WindowStream
-    dev: Windows | WindowStream | None
+    train: Windows | WindowStream | Corpus
+    dev: Windows | WindowStream | Corpus | None
     device: object
     cfg: object
     counter: Callable | None = None
     progress: Callable | None = None
+    checkpoint_dir: object = None
+    resume: bool = False
 
 
 @dataclass
@@ -73,7 +83,9 @@ class Family:
     record's settings known before fitting; fit(point, data): the fitted model; steps(cfg): training
     steps a progress bar counts (0: none); compare_with_count: the record also states its distance to
     the run's add-k count model of the same order; reused: fitted once per run and kept (the count
-    models are that reference).
+    models are that reference); per_order: one set of points per order of the run (False: once per
+    run, `points(cfg, None)`, order None in every point: the neural families, whose context is their
+    block size or the whole prefix, not the run's n-gram order).
     """
 
     points: Callable[[object, int], list[dict]]
@@ -83,6 +95,7 @@ class Family:
     steps: Callable[[object], int] = lambda cfg: 0
     compare_with_count: bool = False
     reused: bool = False
+    per_order: bool = True
 
 
 def count_point(order: int, spec: str) -> dict:
@@ -126,6 +139,60 @@ def _fit_gradient(point: dict, data: FitData) -> Fitted:
                               "steps_per_second": fit.steps_per_second, "train_losses": fit.losses})
 
 
+# Neural families: run key -> NeuralSettings field. The run's keys carry an nn_ prefix where the gradient
+# tables already own the plain name (lr, steps, batch_size); defaults are NeuralSettings's, written once.
+NEURAL_SWEEPS = {"nn_embd": "n_embd", "nn_embd2": "n_embd2", "nn_layer": "n_layer", "nn_head": "n_head",
+                 "nn_block_size": "block_size", "nn_dropout": "dropout", "nn_weight_decay": "weight_decay",
+                 "nn_batch_size": "batch_size", "nn_lr": "lr"}  # a list sweeps: one configuration per combination
+NEURAL_SCALARS = {"nn_steps": "steps", "nn_warmup": "warmup_steps", "nn_eval_interval": "eval_interval",
+                  "nn_patience": "patience", "time_budget": "time_budget_seconds", "nn_compile": "compile"}  # one value per run
+NEURAL_METHODS = tuple(NEURAL_FAMILIES)
+
+
+def _neural_points(method: str):
+    def points(cfg, order) -> list[dict]:
+        sweeps = [[(key, value) for value in getattr(cfg, key)] for key in NEURAL_SWEEPS]
+        return [{"order": None, "method": method, "loss": loss, "smoothing_spec": None, "reg": None, "nn": dict(combo)}
+                for loss in cfg.losses for combo in itertools.product(*sweeps)]
+    return points
+
+
+def _neural_key(point: dict) -> str:
+    shown = " ".join(f"{key.removeprefix('nn_')}={value!r}" for key, value in point["nn"].items())
+    return f"{point['method']} loss={point['loss']} {shown}"
+
+
+def neural_settings(point: dict, cfg) -> NeuralSettings:
+    """The NeuralSettings of a neural configuration: its swept values, the run's scalars, seed and loss."""
+    values = {NEURAL_SWEEPS[key]: value for key, value in point["nn"].items()}
+    values.update({field: getattr(cfg, key) for key, field in NEURAL_SCALARS.items()})
+    return NeuralSettings(**values, seed=cfg.seed, loss=point["loss"])
+
+
+def _neural_fields(point: dict, cfg) -> dict:
+    return {"smoothing": None, **point["nn"], **{key: getattr(cfg, key) for key in NEURAL_SCALARS}}
+
+
+def _fit_neural(point: dict, data: FitData) -> Fitted:
+    ok, why = kernels.backend_available(point["loss"], data.device)
+    if not ok:
+        raise Skipped(why)
+    fit = fit_neural(point["method"], neural_settings(point, data.cfg), data.train, data.dev, data.device,
+                     checkpoint_dir=data.checkpoint_dir, progress=data.progress, resume=data.resume)
+    return Fitted(fit.model, {
+        "parameters": fit.num_parameters, "block_size": fit.block_size, "fit_seconds": fit.fit_seconds,
+        "steps_trained": fit.steps, "steps_per_second": fit.steps_per_second, "tokens_trained": fit.tokens,
+        "tokens_per_second": fit.tokens_per_second, "threads": fit.threads, "stop_reason": fit.stop_reason,
+        "best_step": fit.best_step, "best_dev_nll": fit.best_dev_nll, "resumed_from": fit.resumed_from,
+        "load_avg": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,  # a shared machine's speed depends on it
+        "dev_curve": fit.dev_curve, "train_losses": fit.train_losses})
+
+
+def _neural_family(method: str) -> Family:
+    return Family(points=_neural_points(method), key=_neural_key, fields=_neural_fields, fit=_fit_neural,
+                  steps=lambda cfg: -(-cfg.nn_steps // cfg.nn_eval_interval), per_order=False)
+
+
 FAMILIES: dict[str, Family] = {
     "count": Family(
         points=lambda cfg, order: [count_point(order, s) for s in cfg.smoothing],
@@ -142,6 +209,7 @@ FAMILIES: dict[str, Family] = {
         steps=lambda cfg: cfg.steps,
         compare_with_count=True,
     ),
+    **{method: _neural_family(method) for method in NEURAL_METHODS},  # mlp, cnn, gru, transformer
 }
 
 

@@ -18,7 +18,9 @@ import kernels
 from harness.core.constants import LECTURE_SEED
 from harness.data.corpus import DEFAULT_CORPUS
 from harness.core.errors import HarnessError
-from harness.models.families import FAMILIES, SMOOTHING_NAMES, TUNED_K, TUNED_ON_DEV
+from harness.models.families import (FAMILIES, NEURAL_METHODS, NEURAL_SCALARS, NEURAL_SWEEPS, SMOOTHING_NAMES, TUNED_K,
+                                     TUNED_ON_DEV)
+from harness.models.neural.common import NeuralSettings
 from harness.models.smoothed import METHODS as SMOOTHED_METHODS
 
 K_GRID = (0.0, 0.001, 0.003, 0.01, 0.03, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 3.0, 10.0)
@@ -26,6 +28,7 @@ METHODS = tuple(FAMILIES)
 LOSSES = kernels.BACKENDS
 INPUTS = ("table", "index", "onehot", "counts")
 SPLITS = ("seeded", "none")
+_NN = NeuralSettings()  # the neural families' defaults, written once there
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,22 @@ class RunConfig:
     expand: bool = False  # every copy of a weighted item a row, counted and scored in chunks
     max_memory: str = "auto"  # byte budget of chunked passes, e.g. 4G; auto = a quarter of the free device memory
     threads: int = 0  # CPU threads of torch (0 = torch's own, at most 8); results do not depend on it
+    # neural families (mlp, cnn, gru, transformer): a list sweeps, one configuration per combination
+    nn_embd: tuple[int, ...] = (_NN.n_embd,)
+    nn_embd2: tuple[int, ...] = (_NN.n_embd2,)
+    nn_layer: tuple[int, ...] = (_NN.n_layer,)
+    nn_head: tuple[int, ...] = (_NN.n_head,)
+    nn_block_size: tuple[int, ...] = (_NN.block_size,)  # 0 = the longest train/dev name + 1
+    nn_dropout: tuple[float, ...] = (_NN.dropout,)
+    nn_weight_decay: tuple[float, ...] = (_NN.weight_decay,)
+    nn_batch_size: tuple[int, ...] = (_NN.batch_size,)
+    nn_lr: tuple[float, ...] = (_NN.lr,)
+    nn_steps: int = _NN.steps
+    nn_warmup: int = _NN.warmup_steps
+    nn_eval_interval: int = _NN.eval_interval
+    nn_patience: int = _NN.patience  # dev scores without a new best before stopping, 0 = never
+    time_budget: float = _NN.time_budget_seconds  # seconds per configuration, 0 = none
+    nn_compile: bool = _NN.compile  # torch.compile the model
 
 
 DEFAULTS = RunConfig()
@@ -64,12 +83,19 @@ FLAGS = {  # TOML key -> CLI flag, for messages
     "losses": "--loss", "steps": "--steps", "lr": "--lr", "regs": "--reg", "batch_size": "--batch-size",
     "input": "--input", "additive": "--additive", "casefold": "--casefold", "min_char_count": "--min-char-count",
     "expand": "--expand", "max_memory": "--max-memory", "threads": "--threads",
+    **{key: "--" + key.replace("_", "-") for key in (*NEURAL_SWEEPS, *NEURAL_SCALARS)},  # --nn-lr, --time-budget
 }
 K_MAX = 1e9  # add-k past this is the uniform distribution to float64's digits on any corpus we load
 SEED_LIMIT = 2**64  # torch generators take seeds in [0, 2^64)
 MAX_ORDER = 63  # V^(n-1) contexts must fit int64 ids for any vocabulary (V >= 2); the corpus's V is checked later
 BATCH_MAX = 2**40
 MAX_THREADS = 1024
+# neural keys: (number kind, minimum, minimum excluded)
+NEURAL_BOUNDS = {"nn_embd": (int, 1, False), "nn_embd2": (int, 1, False), "nn_layer": (int, 1, False),
+                 "nn_head": (int, 1, False), "nn_block_size": (int, 0, False), "nn_dropout": (float, 0.0, False),
+                 "nn_weight_decay": (float, 0.0, False), "nn_batch_size": (int, 1, False), "nn_lr": (float, 0.0, True),
+                 "nn_steps": (int, 1, False), "nn_warmup": (int, 0, False), "nn_eval_interval": (int, 1, False),
+                 "nn_patience": (int, 0, False), "time_budget": (float, 0.0, False)}
 
 
 def _name(key: str) -> str:
@@ -230,11 +256,13 @@ def make_run_config(values: dict) -> RunConfig:
         expand=v["expand"],
         max_memory=str(v["max_memory"]),
         threads=_number("threads", v["threads"], int, minimum=0, maximum=MAX_THREADS),
+        **neural_values(v),
     )
     from harness.core.memory import parse_bytes
 
     parse_bytes(cfg.max_memory, "max_memory (--max-memory)")  # a bad size fails here, before any work
-    if cfg.expand and ("gradient" in cfg.methods or any(s in SMOOTHED_METHODS for s in cfg.smoothing)):
+    if cfg.expand and ("gradient" in cfg.methods or any(m in NEURAL_METHODS for m in cfg.methods)
+                       or any(s in SMOOTHED_METHODS for s in cfg.smoothing)):
         raise HarnessError("expand (--expand) streams add-k count models only (methods count, smoothing auto or k); "
                            "the weighted corpus gives every other model the same data without expanding it")
     if cfg.input == "counts" and (cfg.additive or cfg.batch_size):
@@ -243,6 +271,28 @@ def make_run_config(values: dict) -> RunConfig:
     if no_dev and "count" in cfg.methods and any(s in TUNED_ON_DEV for s in cfg.smoothing):
         raise HarnessError("smoothing (--smoothing) auto/interp tunes on the dev split, which this --split does not have; give a number k (the lecture's is 1) or kn/wb")
     return cfg
+
+
+def neural_values(v: dict) -> dict:
+    """The neural keys of raw values, validated: each swept key a non-empty list, each scalar one number."""
+    if not isinstance(v["nn_compile"], bool):
+        raise HarnessError(f"{_name('nn_compile')} must be true or false, got {v['nn_compile']!r}")
+    out = {"nn_compile": v["nn_compile"]}
+    for key, (kind, minimum, strict) in NEURAL_BOUNDS.items():
+        if key in NEURAL_SWEEPS:
+            out[key] = tuple(_number(key, x, kind, minimum=minimum, strict=strict) for x in _as_list(key, v[key]))
+            if not out[key]:
+                raise HarnessError(f"{_name(key)} is empty")
+        else:
+            out[key] = _number(key, v[key], kind, minimum=minimum, strict=strict)
+    if any(d >= 1.0 for d in out["nn_dropout"]):
+        raise HarnessError(f"{_name('nn_dropout')} must be below 1, got {max(out['nn_dropout'])!r}")
+    if "transformer" in _as_list("methods", v["methods"]):
+        bad = [(e, h) for e in out["nn_embd"] for h in out["nn_head"] if e % h]
+        if bad:
+            raise HarnessError(f"{_name('nn_embd')} {bad[0][0]} is not a multiple of {_name('nn_head')} {bad[0][1]}: "
+                               "a transformer splits its embedding into equal heads")
+    return out
 
 
 def load_grid_file(path: str | Path) -> dict:

@@ -281,3 +281,45 @@ def nll_by_order(rows: list[dict], path, title: str | None = None) -> Path:
     if by_label:
         ax.legend(fontsize=9)
     return _save(fig, path)
+
+
+# ---------------------------------------------------------------------------------------------
+# neural training curves
+
+
+def neural_curves(curves: dict[str, list[tuple[int, float | None, float | None]]], path,
+                  reference: dict[str, float] | None = None, title: str | None = None) -> Path:
+    """Dev NLL (solid, dots) and training loss (dashed, the mean over the steps since the previous
+    dev score) against training step, one colour per neural configuration.
+
+    curves: label -> [(step, train_loss, dev_nll), ...], one tuple per dev score (None where a run
+    has no dev split); reference: label -> a level (the best count model's NLL), dotted grey.
+    """
+    reference = reference or {}
+    fig = _new_figure(9.0, 5.6)
+    ax = fig.add_subplot()
+    for i, (label, points) in enumerate(curves.items()):
+        colour = f"C{i % 10}"
+        steps = [p[0] for p in points]
+        dev = [float(p[2]) if _finite(p[2]) else float("nan") for p in points]
+        train = [float(p[1]) if _finite(p[1]) else float("nan") for p in points]
+        if any(math.isfinite(y) for y in dev):
+            best = min((y, s) for y, s in zip(dev, steps) if math.isfinite(y))
+            ax.plot(steps, dev, color=colour, marker="o", markersize=3, linewidth=1.4,
+                    label=f"{label}: dev (best {best[0]:.4f} at step {best[1]:,})")
+            ax.plot([best[1]], [best[0]], marker="*", markersize=13, color=colour, markeredgecolor="black",
+                    linestyle="none", zorder=5)
+        ax.plot(steps, train, color=colour, linestyle="--", linewidth=1.0, label=f"{label}: train (minibatch mean)")
+    for j, (label, level) in enumerate(reference.items()):
+        if _finite(level):
+            ax.axhline(float(level), linestyle=":", linewidth=1.4, color="gray", label=f"{label}: {float(level):.4f}")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("training step")
+    ax.set_ylabel(f"NLL ({NLL_UNITS})")
+    ax.set_title(title or "Neural families: dev NLL and training loss against step (★ = the kept, best-on-dev weights)")
+    ax.grid(True, alpha=0.3)
+    if curves or reference:
+        ax.legend(fontsize=7.5)
+    return _save(fig, path)

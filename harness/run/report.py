@@ -14,12 +14,13 @@ import torch
 from harness.core import jsonio
 from harness.core.errors import HarnessError
 from harness.evaluation.intervals import Interval, beyond_noise, paired_difference, unpaired_difference
-from harness.models.families import TUNED_K
+from harness.models.families import NEURAL_METHODS, TUNED_K
 from harness.models.smoothed import LABELS as SMOOTHING_LABELS
 from harness.models.smoothed import SHORT_LABELS
 
 FLOAT_KEYS = ("train_nll", "dev_nll", "test_nll", "train_ppl", "dev_ppl", "test_ppl", "smoothing", "count_nll",
-              "nll_vs_count", "train_losses", "max_prob_diff", "train_nll_ci", "dev_nll_ci", "test_nll_ci", "item_nll")
+              "nll_vs_count", "train_losses", "max_prob_diff", "train_nll_ci", "dev_nll_ci", "test_nll_ci", "item_nll",
+              "dev_curve", "best_dev_nll")
 CSV_COLUMNS = ["corpus", "order", "method", "loss", "smoothing", "reg", "train_nll", "dev_nll", "test_nll",
                "train_nll_ci", "dev_nll_ci", "test_nll_ci", "train_ppl", "dev_ppl", "test_ppl", "fit_seconds", "steps_per_second", "nll_vs_count",
                "max_prob_diff", "new_share", "heldout_share", "status", "error"]
@@ -85,10 +86,10 @@ def loss_table(records: list[dict], noise: dict | None = None) -> str:
     key = "dev_nll" if any(r.get("dev_nll") is not None for r in records) else "train_nll"
     finite = [r[key] for r in records if r.get(key) is not None and math.isfinite(r[key])]
     best = min(finite) if finite else None
-    has_gradient = any(r["method"] == "gradient" for r in records)
+    has_gradient = any(r["method"] != "count" for r in records)  # trained models: a loss backend and steps/s
     rows = []
     for r in records:
-        row = {"order": r["order"], "method": r["method"]}
+        row = {"order": r["order"] if r["order"] is not None else "—", "method": r["method"]}
         if has_gradient:
             row["loss"] = r.get("loss") or "—"
         row["smoothing / reg"] = smoothing_cell(r)
@@ -123,7 +124,7 @@ def not_run_lines(records: list[dict]) -> list[str]:
         for part, why in (r.get("part_failed") or {}).items():
             reasons.setdefault((f"{part} failed (NLLs kept)", why), []).append(f"order {r['order']} {label_of(r)}")
         if r.get("status", "ok") != "ok":
-            what = f"order {r['order']} {r['method']}" + (f" {r['loss']}" if r.get("loss") else "")
+            what = (f"order {r['order']} " if r["order"] is not None else "") + r["method"] + (f" {r['loss']}" if r.get("loss") else "")
             if r.get("reg") is not None:
                 what += f" reg {r['reg']:g}"
             elif r.get("smoothing_spec"):
@@ -172,6 +173,7 @@ def render_report(results: dict) -> str:
         lines += ["The split files (one item per line; weights as CSV for weighted corpora) let another toolkit "
                   "run on exactly this data.", ""]
     noise = near_best(results)
+    figs = figure_specs(results)
     lines += ["## Loss (mean NLL, nats per character)", "", loss_table(results["results"], noise), ""]
     if any(r.get("dev_nll_ci") or r.get("train_nll_ci") for r in results["results"]):
         lines += ["± is half the width of the 95 % bootstrap interval over items (1,000 Poisson resamples of the split's "
@@ -181,7 +183,14 @@ def render_report(results: dict) -> str:
     not_run = not_run_lines(results["results"])
     if not_run:
         lines += ["Not run to the end:", "", *not_run, ""]
-    figs = figure_specs(results)
+    board = leaderboard(results)
+    if board:
+        lines += ["## Leaderboard", "", "Every family and order of the run, best dev NLL first (in bold). Neural models are "
+                  "scored exactly over every name of each split with their best-on-dev weights; wall s is the fit's "
+                  "(training, with the dev scores, across resumes); tokens/s are predicted tokens trained on per second. "
+                  "Parameters: trained weights (count tables hold counts, not parameters).", "", board, ""]
+        if "neural_curves.png" in figs:
+            lines += ["![neural training curves](neural_curves.png)", ""]
     by_order = order_table(results["results"])
     if by_order:
         lines += ["## By order and model", "", "Dev / test NLL; the best dev NLL of each order in bold.", "", by_order, ""]
@@ -238,7 +247,7 @@ def render_report(results: dict) -> str:
             extra = f"; {r['new_share']:.0%} not in train"
             if r.get("heldout_share") is not None:
                 extra += f", {r['heldout_share']:.0%} real names held out in dev/test"
-        lines += [f"### order {r['order']}, {label_of(r)}{extra}", "",
+        lines += [(f"### order {r['order']}, " if r["order"] is not None else "### ") + f"{label_of(r)}{extra}", "",
                   " ".join(f"`{s}`" for s in r["samples"]), ""]
     return "\n".join(lines)
 
@@ -411,6 +420,14 @@ def figure_specs(results: dict) -> dict[str, tuple]:
             if r["method"] == "count":
                 reference.setdefault(f"count order {r['order']} ({label_of(r)}) train NLL", r["train_nll"])
         specs["loss_curves.png"] = ("loss_curves", (curves,), {"reference": reference, "title": "Gradient models: training loss (data + reg) per step"})
+    neural = {label_of(r): [(c["step"], c["train_loss"], c["dev_nll"]) for c in r["dev_curve"]] for r in records
+              if r["method"] in NEURAL_METHODS and r.get("dev_curve")}
+    if neural:
+        counts = [r for r in records if r["method"] == "count" and r.get(key) is not None and math.isfinite(r[key])]
+        best = min(counts, key=lambda r: r[key]) if counts else None
+        reference = {f"best count model (order {best['order']}, {label_of(best)}) {key.split('_')[0]} NLL": best[key]} if best else {}
+        specs["neural_curves.png"] = ("neural_curves", (neural,), {"reference": reference})
+    records = [r for r in records if r["order"] is not None]  # by order: the n-gram families
     orders = {r["order"] for r in records}
     if len(orders) > 1 and key == "dev_nll":
         by_label: dict[str, dict] = {}
@@ -425,6 +442,9 @@ def figure_specs(results: dict) -> dict[str, tuple]:
 
 def smoothing_cell(r: dict) -> str:
     """What smoothed a configuration: add-k's k (tuned or given), the method's name, or the gradient model's reg."""
+    if r["method"] in NEURAL_METHODS:
+        nn = {**r.get("nn", {}), **r}  # an unfinished configuration's record holds its point's "nn" values
+        return f"lr {nn['nn_lr']:g}, wd {nn['nn_weight_decay']:g}, dropout {nn['nn_dropout']:g}"
     if r["method"] != "count":
         return f"reg {fmt(r.get('reg'), 4)}"
     spec = r.get("smoothing_spec") or TUNED_K
@@ -439,7 +459,7 @@ def order_table(records: list[dict]) -> str | None:
 
     Shown when a run has several smoothing methods or methods: how far counting goes before a
     neural net is needed."""
-    ok = [r for r in records if r.get("status") == "ok" and r.get("dev_nll") is not None]
+    ok = [r for r in records if r.get("status") == "ok" and r.get("dev_nll") is not None and r["order"] is not None]
     labels = list(dict.fromkeys(label_of(r) for r in ok))
     if len(labels) < 2:
         return None
@@ -483,7 +503,44 @@ def label_of(r: dict) -> str:
         if spec == TUNED_K:
             return "count, add-k tuned"
         return f"count, {SHORT_LABELS[spec]}" if spec in SHORT_LABELS else f"count, k={spec}"
+    if r["method"] in NEURAL_METHODS:
+        return neural_label(r)
     return f"gradient, {r['loss']}, reg {r['reg']:g}"
+
+
+def neural_label(r: dict) -> str:
+    """A neural configuration in a few words: family, loss backend and its shape."""
+    shape = f"embd {r.get('nn_embd')}"
+    if r["method"] == "transformer":
+        shape += f", {r.get('nn_layer')} layers × {r.get('nn_head')} heads"
+    else:
+        shape += f", width {r.get('nn_embd2')}" + (f", {r.get('nn_layer')} layers" if r["method"] == "gru" else "")
+    context = r.get("block_size") or r.get("nn_block_size")
+    return f"{r['method']}, {r['loss']}, {shape}, context {context or 'auto'}"
+
+
+def leaderboard(results: dict) -> str | None:
+    """Every finished configuration of a run with a neural one in it, best dev NLL first (train NLL without
+    a dev split): model, parameters, NLLs, wall seconds, steps/s, predicted tokens/s. None for n-gram-only runs."""
+    records = [r for r in results["results"] if r.get("status", "ok") == "ok"]
+    if not any(r["method"] in NEURAL_METHODS for r in records):
+        return None
+    key = "dev_nll" if any(r.get("dev_nll") is not None for r in records) else "train_nll"
+    rank = lambda r: r[key] if r.get(key) is not None and math.isfinite(r[key]) else math.inf  # noqa: E731
+    records = sorted(records, key=rank)
+    rows = []
+    for i, r in enumerate(records):
+        model = label_of(r) if r["order"] is None else f"order {r['order']} {label_of(r)}"
+        row = {"model": model, "parameters": f"{r['parameters']:,}" if r.get("parameters") else "—",
+               "train NLL": with_interval(r, "train"), "dev NLL": with_interval(r, "dev"), "test NLL": with_interval(r, "test"),
+               "wall s": fmt(r.get("fit_seconds"), 1), "steps": f"{r['steps_trained']:,}" if r.get("steps_trained") else "—",
+               "steps/s": fmt(r.get("steps_per_second"), 1),
+               "tokens/s": f"{r['tokens_per_second']:,.0f}" if r.get("tokens_per_second") else "—"}
+        if i == 0 and math.isfinite(rank(r)):
+            col = "dev NLL" if key == "dev_nll" else "train NLL"
+            row[col] = f"**{row[col]}**"
+        rows.append(row)
+    return pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True)
 
 
 def write_figures(out_dir: Path, results: dict) -> tuple[list[Path], dict[str, str]]:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
-import time
+import re
 import traceback
 from pathlib import Path
 
@@ -21,7 +21,7 @@ from harness.evaluation.evaluate import corpus_nll, item_nll, mean_nll, perplexi
 from harness.evaluation.intervals import nll_interval
 from harness.models.families import (FAMILIES, SMOOTHED_METHODS, TUNED_K, FitData, Fitted, Skipped, count_point,
                                      family, fit_configuration)
-from harness.models.protocol import LanguageModel
+from harness.models.protocol import LanguageModel, NGramModel
 from harness.models.tables import dense_table_fits
 from harness.data.ngrams import Windows, WindowStream, count, windows_for
 from harness.core.memory import memory_budget, parse_bytes
@@ -82,8 +82,12 @@ def sample_stats(samples: list[str], splits: dict[str, Corpus]) -> dict:
 
 
 def grid_of(cfg: RunConfig) -> list[dict]:
-    """The configurations of a run, in order: order x method x the family's own points."""
-    return [point for order in cfg.orders for method in cfg.methods for point in FAMILIES[method].points(cfg, order)]
+    """The configurations of a run, in order: order x method x the family's own points, then the points
+    of the families fitted once per run (the neural ones: order None)."""
+    per_order = [point for order in cfg.orders for method in cfg.methods if FAMILIES[method].per_order
+                 for point in FAMILIES[method].points(cfg, order)]
+    return per_order + [point for method in cfg.methods if not FAMILIES[method].per_order
+                        for point in FAMILIES[method].points(cfg, None)]
 
 
 def config_key(point: dict) -> str:
@@ -101,6 +105,14 @@ class Runner:
         self._windows: dict[tuple[int, str], Windows] = {}
         self._expanded: dict = {}
         self._kept_fits: dict[str, Fitted] = {}
+        self.checkpoints: Path | None = None  # RUN/checkpoints: a folder per neural configuration (run_grid sets it)
+        self.resume = False  # neural configurations continue from their checkpoints
+
+    def checkpoint_dir(self, point: dict) -> Path | None:
+        """Where a configuration keeps its checkpoints: RUN/checkpoints/<its key, as a file name>."""
+        if self.checkpoints is None:
+            return None
+        return self.checkpoints / re.sub(r"[^A-Za-z0-9_.=-]+", "_", config_key(point))
 
     def rows(self, split: str, budget: int):
         """A split as counted: with --expand every copy a row (expanded once, after the split by unique
@@ -131,6 +143,10 @@ class Runner:
         """Fit a configuration through the one fit path; a reused family's (count models, the gradient
         models' reference) once per run."""
         order = point["order"]
+        if not family(point["method"]).per_order:  # fitted on the split corpora themselves, whatever the orders
+            data = FitData(self.splits["train"], self.splits.get("dev"), self.device, self.cfg, progress=progress,
+                           checkpoint_dir=self.checkpoint_dir(point), resume=self.resume)
+            return fit_configuration(point, data)
         train = self.win(order, "train")
         data = FitData(train, self.win(order, "dev") if "dev" in self.splits else None, self.device, self.cfg,
                        counter=self.counter(train), progress=progress)
@@ -151,9 +167,10 @@ class Runner:
         return self.fit(count_point(order, spec))
 
     def nll_of(self, model: LanguageModel, split: str) -> float:
-        """A split's mean NLL: an n-gram model over its order's (cached, maybe streamed) windows, any
-        other over the split's items."""
-        if model.order is None:
+        """A split's mean NLL: an n-gram model (the protocol's NGramModel, which scores context ids) over its
+        order's (cached, maybe streamed) windows, any other (e.g. an MLP, whose order is its block size + 1)
+        over the split's items through `token_log_probs`."""
+        if not isinstance(model, NGramModel):
             return corpus_nll(model, self.splits[split])
         return mean_nll(model, self.win(model.order, split))
 
@@ -316,6 +333,9 @@ def run_grid(cfg: RunConfig, out_dir: Path, progress: Progress, command: str, pr
     progress.line(f"corpus {corpus.name}: {corpus.num_items():,} items ({corpus.num_unique:,} unique), "
                   f"vocabulary {corpus.vocab.size}, device {device}")
     results = new_results(cfg, runner, command)
+    if writes:
+        runner.checkpoints = out_dir / "checkpoints"
+    runner.resume = previous is not None
     done = {}
     if previous is not None:
         results["run"]["hashes"] = previous["run"].get("hashes", results["run"]["hashes"])
@@ -388,10 +408,12 @@ def save_now(out_dir: Path, results: dict, grid: list[dict], records: dict) -> N
 
 def describe(record: dict) -> str:
     head = f"order {record['order']} {record['method']}"
+    if record.get("order") is None:
+        head = f"{record['method']} loss={record['loss']}"
     if record["method"] == "count":
         spec = record.get("smoothing_spec")
         head += f" smoothing={spec}" + (f" (k={record['smoothing']:g})" if spec == TUNED_K and record.get("smoothing") is not None else "")
-    else:
+    elif record["method"] == "gradient":
         head += f" loss={record['loss']} reg={record.get('reg')}"
     if record.get("status") != "ok":
         return f"{head}: {record.get('status')} ({record.get('error')})"

@@ -29,7 +29,7 @@ from harness.core.errors import HarnessError
 from harness.data.corpus import Corpus, Vocab
 from harness.models.neural.common import IGNORE, NeuralModel, NeuralSettings, encode_batch, longest_item
 from harness.models.neural.families import build_model
-from harness.models.neural.scoring import corpus_nll
+from harness.evaluation.evaluate import corpus_nll
 
 CHECKPOINT = "checkpoint.pt"
 BEST = "best.pt"

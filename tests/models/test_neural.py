@@ -9,7 +9,8 @@ from harness.core.errors import HarnessError
 from harness.data.corpus import pack
 from harness.models.neural.common import IGNORE, NeuralSettings, encode_batch
 from harness.models.neural.families import FAMILIES, build_model
-from harness.models.neural.scoring import corpus_nll, item_nll, sample_names
+from harness.evaluation.evaluate import corpus_nll, item_nll
+from harness.evaluation.sampling import sample_batched
 from harness.models.protocol import LanguageModel
 
 ITEMS = ["emma", "olivia", "ava", "isabella", "sophia", "mia", "x", "charlotteanne", "bo", "ava" + "n" * 9]
@@ -173,7 +174,7 @@ class FixedFirstLetter(LanguageModel):
 def test_sampler_draws_in_proportion_to_the_model():
     first = [0.0, 0.6, 0.3, 0.1]
     vocab = pack("v", ["a", "b", "c"], None, "cpu").vocab
-    names = sample_names(FixedFirstLetter(first), vocab, 20000, torch.Generator().manual_seed(11))
+    names = sample_batched(FixedFirstLetter(first), vocab, 20000, torch.Generator().manual_seed(11))
     assert set(names) == {"a", "b", "c"}
     for ch, p in zip("abc", first[1:]):
         share = names.count(ch) / len(names)
@@ -183,8 +184,8 @@ def test_sampler_draws_in_proportion_to_the_model():
 @pytest.mark.parametrize("family", list(FAMILIES))
 def test_sampler_is_seeded_and_stops(corpus, family):
     model = make(family, corpus, 6)
-    a = sample_names(model, corpus.vocab, 8, torch.Generator().manual_seed(5), max_len=20)
-    b = sample_names(model, corpus.vocab, 8, torch.Generator().manual_seed(5), max_len=20)
+    a = sample_batched(model, corpus.vocab, 8, torch.Generator().manual_seed(5), max_len=20)
+    b = sample_batched(model, corpus.vocab, 8, torch.Generator().manual_seed(5), max_len=20)
     assert a == b and len(a) == 8 and all(len(s) <= 20 for s in a)
     assert all(ch in corpus.vocab.stoi for s in a for ch in s)
 

@@ -12,7 +12,8 @@ from harness.data.corpus import pack
 from harness.data.splits import split_corpus
 from harness.models.neural.common import NeuralSettings
 from harness.models.neural.families import FAMILIES
-from harness.models.neural.scoring import corpus_nll, sample_names
+from harness.evaluation.evaluate import corpus_nll
+from harness.evaluation.sampling import sample_batched
 from harness.train.neural import BEST, CHECKPOINT, default_threads, fit_neural, load_model, lr_at
 
 TINY = dict(n_embd=8, n_embd2=16, n_layer=1, n_head=2, batch_size=16, warmup_steps=5, eval_interval=10, threads=1)
@@ -121,8 +122,8 @@ def test_same_seed_same_losses_and_samples_and_caller_state_untouched(split):
     b = fit_neural("transformer", settings, split["train"], split["dev"])
     assert a.train_losses == b.train_losses
     vocab = split["train"].vocab
-    assert sample_names(a.model, vocab, 10, torch.Generator().manual_seed(2)) == \
-        sample_names(b.model, vocab, 10, torch.Generator().manual_seed(2))
+    assert sample_batched(a.model, vocab, 10, torch.Generator().manual_seed(2)) == \
+        sample_batched(b.model, vocab, 10, torch.Generator().manual_seed(2))
     assert torch.get_num_threads() == threads and torch.equal(torch.get_rng_state(), rng)
     c = fit_neural("transformer", NeuralSettings(**{**TINY, "seed": 5}, steps=20, lr=1e-2, dropout=0.1), split["train"], split["dev"])
     assert c.train_losses != a.train_losses
