@@ -239,7 +239,8 @@ def output_file(path: str, flag: str) -> Path:
 
 def cmd_compare(args) -> int:
     from harness.core.jsonio import write_atomic
-    from harness.run.report import comparability, compare_runs, load_results
+    from harness.run.compare import comparability, compare_runs
+    from harness.run.report import load_results
 
     runs = [load_results(Path(d)) for d in (args.run_a, args.run_b)]
     out = output_file(args.out, "--out") if args.out else Path(args.run_b) / f"compare-vs-{Path(args.run_a).name}.md"
