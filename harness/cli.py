@@ -57,6 +57,12 @@ def add_run_parser(sub) -> None:
     p.add_argument("--threads", help="CPU threads (default 0: torch's own, one per core unless OMP_NUM_THREADS says less, at most 8); gradient training always uses one, "
                    "so results never depend on it")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    s = p.add_argument_group("samples of each configuration (as python -m harness sample draws them)")
+    s.add_argument("--temperature", help=f"sharpen (< 1) or flatten (> 1) the next-character distribution (default {d.temperature:g})")
+    s.add_argument("--top-k", dest="top_k", help=f"draw among the k most likely next characters only, 0 = all (default {d.top_k})")
+    s.add_argument("--prefix", help="every sampled name starts with this text")
+    s.add_argument("--exclude-train", dest="exclude_train", action="store_true", default=None,
+                   help="leave out names of the training split, drawing until --samples new ones exist")
     add_corpus_options(p, run=True)
     g = p.add_argument_group("gradient models (defaults are the lecture's)")
     g.add_argument("--loss", dest="losses", help=f"loss backends, one configuration each: {','.join(LOSSES)} (default {','.join(d.losses)})")
@@ -99,7 +105,7 @@ def add_neural_arguments(p) -> None:
 
 RUN_KEYS = ("corpus", "orders", "methods", "smoothing", "split", "seed", "samples", "device", "losses", "steps",
             "lr", "regs", "batch_size", "input", "additive", "k_grid", "casefold", "min_char_count", "expand", "max_memory", "threads")
-RUN_KEYS += (*NEURAL_HELP, "nn_compile")
+RUN_KEYS += (*NEURAL_HELP, "nn_compile", "temperature", "top_k", "prefix", "exclude_train")
 
 
 def add_corpus_options(p, run: bool = False) -> None:
@@ -274,7 +280,7 @@ def fit_full(args):
     The training data is the whole corpus (--split none, the lecture's setting), the train part
     of the seeded split (--split seeded, as `run` splits with the same --seed), or the TRAIN
     file of --split files:TRAIN,DEV,TEST. The model is fitted through `fit_configuration`, the
-    run's own fit path, with no dev split. Returns (corpus, model).
+    run's own fit path, with no dev split. Returns (corpus, model, the training items).
     """
     from harness.data.corpus import expand_corpus
     from harness.core.memory import memory_budget, parse_bytes
@@ -302,7 +308,7 @@ def fit_full(args):
             raise HarnessError("--expand counts add-k models only; kn/wb on the weighted corpus see the same data")
         train = expand_corpus(train, budget)
     data = FitData(windows_for(train, order, budget), None, device, DEFAULTS)  # sparse where the dense table is past its budget
-    return corpus, fit_configuration(count_point(order, spec), data).model
+    return corpus, fit_configuration(count_point(order, spec), data).model, train.items
 
 
 def cmd_score(args) -> int:
@@ -314,7 +320,7 @@ def cmd_score(args) -> int:
     if args.per_item and not args.file:
         raise HarnessError("--per-item writes the items of --file; give --file FILE too")
     per_item = output_file(args.per_item, "--per-item") if args.per_item else None
-    corpus, model = fit_full(args)
+    corpus, model, _ = fit_full(args)
     for word in args.words:
         if not word.strip():
             raise HarnessError("score got an empty word; give words of at least one character")
@@ -356,15 +362,23 @@ def cmd_score(args) -> int:
 
 
 def cmd_sample(args) -> int:
-    from harness.evaluation.sampling import sample_batched, sample_lecture
+    from harness.evaluation.sampling import SamplingControls, sample_lecture, sample_names
 
     if args.num < 0:
         raise HarnessError(f"--num must be >= 0, got {args.num}")
-    corpus, model = fit_full(args)
+    controls = SamplingControls(temperature=args.temperature, top_k=args.top_k, prefix=args.prefix,
+                                exclude_train=args.exclude_train)
+    if args.lecture and controls != SamplingControls():
+        raise HarnessError("--lecture draws exactly as the lecture does; it takes no --temperature, --top-k, --prefix "
+                           "or --exclude-train")
+    corpus, model, train_items = fit_full(args)
     generator = torch.Generator(device=corpus.device).manual_seed(args.seed)
-    sampler = sample_lecture if args.lecture else sample_batched
-    for name in sampler(model, corpus.vocab, args.num, generator):
-        print(name + ".")
+    if args.lecture:
+        names = sample_lecture(model, corpus.vocab, args.num, generator)
+    else:
+        names = sample_names(model, corpus.vocab, args.num, generator, controls, train_items)
+    for name in names:
+        print(name)  # the name alone: the end token is the line's end
     return 0
 
 
@@ -399,6 +413,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_arguments(p)
     p.add_argument("--num", type=int, default=20, help="names to sample (default %(default)s)")
     p.add_argument("--lecture", action="store_true", help="draw one name at a time exactly as the lecture does")
+    p.add_argument("--temperature", type=float, default=1.0, help="sharpen (< 1) or flatten (> 1) the next-character distribution (default 1)")
+    p.add_argument("--top-k", type=int, default=0, help="draw among the k most likely next characters only (default 0: all)")
+    p.add_argument("--prefix", default="", help="every name starts with this text")
+    p.add_argument("--exclude-train", action="store_true", help="leave out names of the training data, drawing until --num new ones exist")
     p = sub.add_parser("bench", help="benchmark the loss backends against F.cross_entropy")
     add_bench_arguments(p)
     return parser

@@ -58,6 +58,11 @@ class RunConfig:
     expand: bool = False  # every copy of a weighted item a row, counted and scored in chunks
     max_memory: str = "auto"  # byte budget of chunked passes, e.g. 4G; auto = a quarter of the free device memory
     threads: int = 0  # CPU threads of torch (0 = torch's own, at most 8); results do not depend on it
+    # how each configuration's samples are drawn (harness.evaluation.sampling.SamplingControls)
+    temperature: float = 1.0
+    top_k: int = 0
+    prefix: str = ""
+    exclude_train: bool = False
     # neural families (mlp, cnn, gru, transformer): a list sweeps, one configuration per combination
     nn_embd: tuple[int, ...] = (_NN.n_embd,)
     nn_embd2: tuple[int, ...] = (_NN.n_embd2,)
@@ -83,6 +88,7 @@ FLAGS = {  # TOML key -> CLI flag, for messages
     "losses": "--loss", "steps": "--steps", "lr": "--lr", "regs": "--reg", "batch_size": "--batch-size",
     "input": "--input", "additive": "--additive", "casefold": "--casefold", "min_char_count": "--min-char-count",
     "expand": "--expand", "max_memory": "--max-memory", "threads": "--threads",
+    "temperature": "--temperature", "top_k": "--top-k", "prefix": "--prefix", "exclude_train": "--exclude-train",
     **{key: "--" + key.replace("_", "-") for key in (*NEURAL_SWEEPS, *NEURAL_SCALARS)},  # --nn-lr, --time-budget
 }
 K_MAX = 1e9  # add-k past this is the uniform distribution to float64's digits on any corpus we load
@@ -231,7 +237,8 @@ def make_run_config(values: dict) -> RunConfig:
     for key, seq in (("methods", methods), ("losses", losses), ("smoothing", smoothing), ("regs", regs), ("k_grid", k_grid)):
         if not seq:
             raise HarnessError(f"{_name(key)} is empty")
-    for key in ("additive", "casefold", "expand"):
+    _text("prefix", v["prefix"])
+    for key in ("additive", "casefold", "expand", "exclude_train"):
         if not isinstance(v[key], bool):
             raise HarnessError(f"{_name(key)} must be true or false, got {v[key]!r}")
     cfg = RunConfig(
@@ -256,6 +263,10 @@ def make_run_config(values: dict) -> RunConfig:
         expand=v["expand"],
         max_memory=str(v["max_memory"]),
         threads=_number("threads", v["threads"], int, minimum=0, maximum=MAX_THREADS),
+        temperature=_number("temperature", v["temperature"], minimum=0.0, strict=True),
+        top_k=_number("top_k", v["top_k"], int, minimum=0),
+        prefix=str(v["prefix"]),
+        exclude_train=v["exclude_train"],
         **neural_values(v),
     )
     from harness.core.memory import parse_bytes

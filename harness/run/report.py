@@ -239,6 +239,12 @@ def render_report(results: dict) -> str:
         lines += ["## Bigram counts", "", "The training split's bigram count matrix, drawn as the lecture draws it: "
                   "[bigram_counts.png](bigram_counts.png)", ""]
     lines += ["## Samples", ""]
+    cfg = run["config"]
+    drawn = [f"temperature {cfg['temperature']:g}" if cfg.get("temperature", 1.0) != 1.0 else "",
+             f"top-{cfg['top_k']}" if cfg.get("top_k") else "", f"prefix `{cfg['prefix']}`" if cfg.get("prefix") else "",
+             "names of the training split left out" if cfg.get("exclude_train") else ""]
+    if any(drawn):
+        lines += ["Drawn with " + ", ".join(x for x in drawn if x) + ".", ""]
     for r in results["results"]:
         if not r.get("samples"):
             continue

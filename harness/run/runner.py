@@ -26,7 +26,7 @@ from harness.models.tables import dense_table_fits
 from harness.data.ngrams import Windows, WindowStream, count, windows_for
 from harness.core.memory import memory_budget, parse_bytes
 from harness.core.progress import Progress
-from harness.evaluation.sampling import sample_batched
+from harness.evaluation.sampling import SamplingControls, sample_names
 from harness.data.splits import FILES_PREFIX, SPLIT_NAMES, load_split_files, split_corpus, write_split
 
 
@@ -102,6 +102,8 @@ class Runner:
         self.cfg = cfg
         self.device = device
         self.corpus, self.splits, self.overlap = load_data(cfg, device)
+        if cfg.prefix:
+            self.corpus.vocab.encode(cfg.prefix)  # a --prefix character outside the vocabulary: one line, before any fit
         self._windows: dict[tuple[int, str], Windows] = {}
         self._expanded: dict = {}
         self._kept_fits: dict[str, Fitted] = {}
@@ -196,7 +198,9 @@ class Runner:
 
     def samples_of(self, model: LanguageModel) -> dict:
         generator = torch.Generator(device=self.device).manual_seed(self.cfg.seed)
-        samples = sample_batched(model, self.corpus.vocab, self.cfg.samples, generator)
+        controls = SamplingControls(temperature=self.cfg.temperature, top_k=self.cfg.top_k, prefix=self.cfg.prefix,
+                                    exclude_train=self.cfg.exclude_train)
+        samples = sample_names(model, self.corpus.vocab, self.cfg.samples, generator, controls, self.splits["train"].items)
         return {"samples": samples, **sample_stats(samples, self.splits)}
 
     def compared_with_count(self, model: LanguageModel, own_nll: dict) -> dict:
