@@ -12,6 +12,7 @@ import pandas as pd
 import torch
 
 from harness.core import jsonio
+from harness.core.env import format_load, load_warning
 from harness.core.errors import HarnessError
 from harness.evaluation.intervals import Interval, beyond_noise, paired_difference
 from harness.models.families import NEURAL_METHODS, TUNED_K
@@ -133,6 +134,19 @@ def not_run_lines(records: list[dict]) -> list[str]:
     return [f"- **{status}**: {', '.join(which)} — {error}" for (status, error), which in reasons.items()]
 
 
+def machine_load_lines(load: dict | None) -> list[str]:
+    """The threads and the load average around the run, and a warning when other work competed for the cores."""
+    if not load:
+        return []
+    start, end = load.get("start"), load.get("end")
+    lines = [f"- threads: {load['threads']} of {load['cores']} cores; load average (1/5/15 min) at the start "
+             f"{format_load(start)}, at the end {format_load(end)}"]
+    warning = load_warning(start, end, load["threads"], load["cores"])
+    if warning:
+        lines.append(f"- **warning**: {warning} (fit seconds and steps/s; the NLLs do not depend on it)")
+    return lines
+
+
 def render_report(results: dict) -> str:
     """report.md from a results dictionary."""
     run = results["run"]
@@ -148,6 +162,7 @@ def render_report(results: dict) -> str:
         f"- device: {env['device']} — {env['device_name']}"
         + (f"; {run['world_size']} ranks (torchrun)" if run.get("world_size", 1) > 1 else ""),
         f"- python {env['python']}, torch {env['torch']}, triton {env['triton']}",
+        *machine_load_lines(run.get("machine_load")),
         "",
         "## Corpus",
         "",

@@ -14,7 +14,7 @@ from harness.run import report
 from harness.run.config import RunConfig, grid_toml, resolve_device
 from harness.data.corpus import Corpus, expand_corpus, load_corpus
 from harness.core import jsonio
-from harness.core.env import environment
+from harness.core.env import cpu_cores, environment, load_average
 from harness.core.errors import HarnessError
 from harness.core.rundir import content_hash
 from harness.evaluation.evaluate import corpus_nll, item_nll, mean_nll, perplexity
@@ -311,6 +311,7 @@ def new_results(cfg: RunConfig, runner: Runner, command: str, hashes: dict | Non
             "config": config_dict(cfg),
             "hashes": hashes or run_hashes(cfg, runner),
             "environment": environment(runner.device),
+            "machine_load": {"cores": cpu_cores(), "threads": torch.get_num_threads(), "start": load_average(), "end": None},
             "corpus": {**corpus_stats(runner.corpus, runner.splits), "split": cfg.split, "split_overlap": runner.overlap},
             "split_items": split_items(runner.splits),
         },
@@ -398,6 +399,7 @@ def run_grid(cfg: RunConfig, out_dir: Path, progress: Progress, command: str, pr
             save()
             progress.line(f"[{i}/{len(grid)}] {describe(record)}")
             advance()
+    results["run"]["machine_load"]["end"] = load_average()  # the 1-minute load after the last configuration
     save()
     if writes:
         report.write_run(out_dir, results, figures=True)

@@ -74,3 +74,14 @@ def test_compare_add_k_against_kn_says_what_is_beyond_noise(runs, capsys):
     assert "paired over the same items" in out
     trigram = next(line for line in rows if line.startswith("| order=3"))
     assert "beyond noise" in trigram  # KN beats add-k k=1 at order 3 by far more than its noise
+
+
+def test_the_report_states_threads_and_load_around_the_run(runs):
+    results = load(runs / "kn")
+    load_info = results["run"]["machine_load"]
+    assert load_info["cores"] >= 1 and load_info["threads"] >= 1
+    assert len(load_info["start"]) == 3 and len(load_info["end"]) == 3
+    text = (runs / "kn" / "report.md").read_text()
+    line = next(x for x in text.splitlines() if x.startswith("- threads: "))
+    assert f"{load_info['threads']} of {load_info['cores']} cores" in line
+    assert f"{load_info['start'][0]:.2f}" in line and f"{load_info['end'][0]:.2f}" in line
