@@ -6,6 +6,7 @@ so a report can be rebuilt from its results.json.
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -134,6 +135,19 @@ def not_run_lines(records: list[dict]) -> list[str]:
     return [f"- **{status}**: {', '.join(which)} — {error}" for (status, error), which in reasons.items()]
 
 
+VOCAB_SHOWN = 120  # characters of the vocabulary the report prints
+
+
+def code_span(text: str, limit: int) -> str:
+    """`text` as one Markdown code span, cut to `limit` characters with an ellipsis outside it; a text
+    holding backticks is fenced by a longer run of them (CommonMark), so it cannot end the span early."""
+    shown, cut = text[:limit], len(text) > limit
+    longest = max((len(run) for run in re.findall(r"`+", shown)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if longest else ""
+    return f"{fence}{pad}{shown}{pad}{fence}" + (f" … ({len(text) - limit:,} more)" if cut else "")
+
+
 def machine_load_lines(load: dict | None) -> list[str]:
     """The threads and the load average around the run, and a warning when other work competed for the cores."""
     if not load:
@@ -168,7 +182,7 @@ def render_report(results: dict) -> str:
         "",
         f"- {corpus['items']:,} items ({corpus['unique_items']:,} unique{', weighted' if corpus['weighted'] else ''}), "
         f"{corpus['characters']:,} characters, {corpus['predicted_characters']:,} predicted tokens (end token included)",
-        f"- vocabulary: {corpus['vocab_size']} tokens, `.` = 0 then `{corpus['vocab'][:120]}`",
+        f"- vocabulary: {corpus['vocab_size']} tokens, `.` = 0 then {code_span(corpus['vocab'], VOCAB_SHOWN)}",
     ]
     split_rows = [{"split": s, "items": f"{v['items']:,}", "unique items": f"{v['unique_items']:,}",
                    "predicted tokens": f"{v['predicted_characters']:,}"} for s, v in corpus["splits"].items()]

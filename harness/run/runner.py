@@ -379,7 +379,7 @@ def run_grid(cfg: RunConfig, out_dir: Path, progress: Progress, command: str, pr
             if key in done:
                 records[key] = done[key]
                 save()  # kept configurations are results too, wherever they sit in the grid
-                progress.line(f"[{i}/{len(grid)}] {describe(done[key])} (kept from the interrupted run)")
+                progress.line(f"[{i}/{len(grid)}] {describe(done[key])} (kept: finished in the stored run)")
                 advance()
                 continue
             try:

@@ -129,3 +129,18 @@ def test_drawing_changes_no_global_matplotlib_state(tmp_path):
                                          (2.5e9, "2.5G")])
 def test_compact_counts_fit_a_cell(value, text):
     assert figures._compact(value) == text
+
+
+@pytest.mark.parametrize("vocab", ["abc", "a`b", "``x`", "é" * 130])
+def test_the_vocabulary_line_is_one_code_span(vocab):
+    """A world corpus's vocabulary holds a backtick and thousands of characters: the report's code span
+    must survive both (CommonMark: a span fenced by a longer backtick run; an ellipsis where it is cut)."""
+    import re
+
+    from harness.run.report import VOCAB_SHOWN, code_span
+
+    span = code_span(vocab, VOCAB_SHOWN)
+    fence = re.match(r"`+", span).group(0)
+    body, _, rest = span[len(fence):].partition(fence)
+    assert body.strip(" ") == vocab[:VOCAB_SHOWN] and fence not in body
+    assert (rest == "") == (len(vocab) <= VOCAB_SHOWN) and ("…" in rest) == (len(vocab) > VOCAB_SHOWN)
