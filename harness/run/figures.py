@@ -139,7 +139,7 @@ def tuning_plot(curves: dict[str, list[tuple[float, float]]], xlabel: str, path,
     listed in a note under the plot.
     """
     chosen = chosen or {}
-    fig = _new_figure(8.0, 5.2)
+    fig = _new_figure(10.0, 5.2)
     ax = fig.add_subplot()
 
     positive = [x for pts in curves.values() for x, _ in pts if _finite(x) and x > 0]
@@ -148,33 +148,38 @@ def tuning_plot(curves: dict[str, list[tuple[float, float]]], xlabel: str, path,
     zero_at = min(positive) / 10 if log_x else 0.0  # where x = 0 is drawn
     not_drawn: dict[str, list[str]] = {}  # label -> x values whose NLL is inf/NaN
 
+    zero_drawn = False  # a finite NLL at x = 0: only then does the axis get a "0" tick
     colors = [f"C{i % 10}" for i in range(len(curves))]
     for color, (label, pts) in zip(colors, curves.items()):
         pts = sorted((float(x), float(y)) for x, y in pts if _finite(x) and (x >= 0 or not log_x))
         line = [(x, y) for x, y in pts if (x > 0 or not log_x) and _finite(y)]
-        if line:
-            ax.plot([x for x, _ in line], [y for _, y in line], marker="o", markersize=4, color=color, label=label)
-        else:
-            ax.plot([], [], marker="o", color=color, label=f"{label} (no finite values)")
-        for x, y in pts:
-            if x == 0 and log_x and _finite(y):
-                ax.plot([zero_at], [y], marker="o", markerfacecolor="none", color=color, markersize=6)
-            if not _finite(y):
-                not_drawn.setdefault(label, []).append(f"{x:g}")
+        # the chosen value goes into the legend, not beside its star: with several orders the notes overprint
+        shown = label
+        star = None
         if label in chosen and _finite(chosen[label]):
             cx = float(chosen[label])
             finite_pts = [(x, y) for x, y in pts if _finite(y)]
             if finite_pts:
                 x_near, y_near = min(finite_pts, key=lambda p: abs(p[0] - cx))
-                draw_x = zero_at if (x_near == 0 and log_x) else x_near
-                ax.plot([draw_x], [y_near], marker="*", markersize=16, color=color, markeredgecolor="black",
-                        linestyle="none", zorder=5)
-                ax.annotate(f"{xlabel} = {x_near:g}\n{y_near:.4f}", (draw_x, y_near), textcoords="offset points",
-                            xytext=(8, 8), fontsize=8, color=color)
+                star = (zero_at if (x_near == 0 and log_x) else x_near, y_near)
+                shown = f"{label}: {xlabel} = {x_near:g}, {y_near:.4f}"
+        if line:
+            ax.plot([x for x, _ in line], [y for _, y in line], marker="o", markersize=4, color=color, label=shown)
+        else:
+            ax.plot([], [], marker="o", color=color, label=f"{shown} (no finite values)")
+        for x, y in pts:
+            if x == 0 and log_x and _finite(y):
+                ax.plot([zero_at], [y], marker="o", markerfacecolor="none", color=color, markersize=6)
+                zero_drawn = True
+            if not _finite(y):
+                not_drawn.setdefault(label, []).append(f"{x:g}")
+        if star is not None:
+            ax.plot([star[0]], [star[1]], marker="*", markersize=16, color=color, markeredgecolor="black",
+                    linestyle="none", zorder=5)
 
     if log_x:
         ax.set_xscale("log")
-        if has_zero:
+        if has_zero and zero_drawn:
             lo = zero_at
             ax.axvline(math.sqrt(lo * min(positive)), color="gray", linestyle=":", linewidth=1)
             ticks = [t for t in ax.get_xticks() if min(positive) * 0.99 <= t <= max(positive) * 1.01]
@@ -187,8 +192,8 @@ def tuning_plot(curves: dict[str, list[tuple[float, float]]], xlabel: str, path,
     ax.set_ylabel(f"dev NLL ({NLL_UNITS})")
     ax.set_title(title or f"Dev NLL against {xlabel}")
     ax.grid(True, which="major", alpha=0.3)
-    if curves:
-        ax.legend(fontsize=9)
+    if curves:  # beside the axes, where no curve runs
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     if not_drawn:
         # One line per distinct set of x values, so "k = 0" for three orders is said once.
         by_xs: dict[str, list[str]] = {}

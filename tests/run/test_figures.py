@@ -144,3 +144,17 @@ def test_the_vocabulary_line_is_one_code_span(vocab):
     body, _, rest = span[len(fence):].partition(fence)
     assert body.strip(" ") == vocab[:VOCAB_SHOWN] and fence not in body
     assert (rest == "") == (len(vocab) <= VOCAB_SHOWN) and ("…" in rest) == (len(vocab) > VOCAB_SHOWN)
+
+
+def test_the_report_names_gradient_models_still_improving():
+    from harness.run.report import still_improving
+
+    def record(key, losses, method="gradient"):
+        return {"key": key, "method": method, "status": "ok", "train_losses": losses}
+
+    steady = [3.0 - 0.01 * i for i in range(100)]  # falls 0.10 over its last 10 steps (89 to 99)
+    flat = [2.5] * 90 + [2.5 - 1e-5 * i for i in range(10)]
+    oscillating = [3.0 + (0.5 if i % 2 else -0.5) for i in range(100)]
+    lines = still_improving([record("a", steady), record("b", flat), record("c", oscillating),
+                             record("d", steady, method="count")])
+    assert len(lines) == 1 and lines[0].startswith("- a: the loss fell 0.1000 nats/char over its last 10 of 100 steps")
