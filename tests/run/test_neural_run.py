@@ -147,7 +147,7 @@ def test_neural_keys_default_to_neural_settings_and_sweep():
 @pytest.mark.parametrize("args, fragment", [
     (["--nn-lr", "0"], "nn_lr (--nn-lr) must be > 0"),
     (["--nn-embd", "0"], "nn_embd (--nn-embd) must be >= 1"),
-    (["--nn-steps", "2.5"], "nn_steps (--nn-steps) must be a number"),
+    (["--nn-steps", "2.5"], "nn_steps (--nn-steps) must be a whole number"),
     (["--nn-dropout", "1"], "nn_dropout (--nn-dropout) must be below 1"),
     (["--time-budget", "-1"], "time_budget (--time-budget) must be >= 0"),
     (["--nn-embd", "10", "--nn-head", "4"], "nn_embd (--nn-embd) 10 is not a multiple of nn_head (--nn-head) 4"),
