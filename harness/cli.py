@@ -6,6 +6,7 @@ their own tables, and run configuration strings are parsed in harness.run.config
     python -m harness corpora    list the built-in corpora
     python -m harness score      per-character log-probabilities of words
     python -m harness sample     sample names
+    python -m harness export     a run's saved model as an ARPA file
     python -m harness bench      loss-kernel benchmark
 """
 from __future__ import annotations
@@ -89,6 +90,9 @@ def add_model_arguments(p) -> None:
     p.add_argument("--split", default="none", help="train on: none = the whole corpus (default, the lecture's), "
                    "seeded = the train part of run's seeded split (with --seed), files:TRAIN,DEV,TEST = the TRAIN file")
     p.add_argument("--seed", type=int, default=DEFAULTS.seed, help="seed of the split (and of sampling) (default %(default)s)")
+    p.add_argument("--model", default=None, metavar="PATH", help="use a saved model instead of fitting: a run's models/*.pt file, "
+                   "or a run folder with that configuration's --order and --smoothing")
+    p.add_argument("--arpa", default=None, metavar="FILE", help="use an ARPA file (e.g. lmplz's, plain or .gz) instead of fitting")
     add_corpus_options(p)
 
 
@@ -214,6 +218,29 @@ def fit_full(args):
     return corpus, fit_configuration(count_point(order, spec), data).model
 
 
+def model_for(args):
+    """(vocab, device, model, said): the --model or --arpa file loaded, else fitted by fit_full; `said` is the
+    line naming the loaded file (None when fitted), printed on stderr once the input is checked."""
+    from harness.run.models_io import load_arpa_model, load_saved
+
+    if args.model and args.arpa:
+        raise HarnessError("give --model or --arpa, not both")
+    if not (args.model or args.arpa):
+        corpus, model = fit_full(args)
+        return corpus.vocab, corpus.device, model, None
+    device = resolve_device(args.device)
+    if args.model:
+        loaded = load_saved(args.model, validate_order(args.order), parse_smoothing(args.smoothing), device)
+    else:
+        loaded = load_arpa_model(args.arpa, device)
+    return loaded.vocab, device, loaded.model, loaded.description
+
+
+def say(line: str | None) -> None:
+    if line:
+        print(line, file=sys.stderr)
+
+
 def cmd_score(args) -> int:
     from harness.data.corpus import pack, read_items, unique_with_counts
     from harness.evaluation.evaluate import corpus_nll, item_nll, perplexity
@@ -222,28 +249,39 @@ def cmd_score(args) -> int:
         raise HarnessError("score needs words to score or --file FILE")
     if args.per_item and not args.file:
         raise HarnessError("--per-item writes the items of --file; give --file FILE too")
-    corpus, model = fit_full(args)
+    vocab, device, model, said = model_for(args)
+    order = model.order
     for word in args.words:
         if not word.strip():
             raise HarnessError("score got an empty word; give words of at least one character")
-        corpus.vocab.encode(word)  # a character outside the vocabulary is a clear error
+        vocab.encode(word)  # a character outside the vocabulary is a clear error
+    if not args.file:
+        say(said)
     for word in args.words:
-        one = pack(word, [word], None, corpus.device, vocab=corpus.vocab)
+        one = pack(word, [word], None, device, vocab=vocab)
         lp = model.token_log_probs(one).tolist()
-        tokens = ["."] * (args.order - 1) + list(word) + ["."]
+        tokens = ["."] * (order - 1) + list(word) + ["."]
         print(f"{word}:")
         for j, logp in enumerate(lp):
-            ctx = "".join(tokens[j:j + args.order - 1])
-            print(f"  {ctx + '→' + tokens[j + args.order - 1]:>{args.order + 3}}  log p = {logp:.6f}")
+            ctx = "".join(tokens[j:j + order - 1])
+            print(f"  {ctx + '→' + tokens[j + order - 1]:>{order + 3}}  log p = {logp:.6f}")
         nll = corpus_nll(model, one)
         print(f"  mean NLL {nll:.6f} nats/char over {len(lp)} predictions")
     if args.file:
         if not Path(args.file).is_file():
             raise HarnessError(f"--file {args.file!r} does not exist; give a text file, one item per line")
+        if not args.per_item:  # chunk by chunk within --max-memory, never every window at once
+            from harness.run.models_io import score_file
+
+            line = score_file(model, args.file, vocab, device, args.max_memory)
+            say(said)
+            print(line)
+            return 0
         items, copies = unique_with_counts(read_items(Path(args.file)))
         for item in items:
-            corpus.vocab.encode(item)
-        scored = pack(args.file, items, copies, corpus.device, vocab=corpus.vocab)
+            vocab.encode(item)
+        scored = pack(args.file, items, copies, device, vocab=vocab)
+        say(said)
         nll = corpus_nll(model, scored)
         print(f"{args.file}: mean NLL {nll:.6f} nats/char, perplexity {perplexity(nll):.4f}, "
               f"{scored.num_items():,} items ({scored.num_unique:,} unique), {scored.num_predictions():,} predicted characters")
@@ -264,10 +302,11 @@ def cmd_sample(args) -> int:
 
     if args.num < 0:
         raise HarnessError(f"--num must be >= 0, got {args.num}")
-    corpus, model = fit_full(args)
-    generator = torch.Generator(device=corpus.device).manual_seed(args.seed)
+    vocab, device, model, said = model_for(args)
+    say(said)
+    generator = torch.Generator(device=device).manual_seed(args.seed)
     sampler = sample_lecture if args.lecture else sample_batched
-    for name in sampler(model, corpus.vocab, args.num, generator):
+    for name in sampler(model, vocab, args.num, generator):
         print(name + ".")
     return 0
 
@@ -292,6 +331,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_arguments(p)
     p.add_argument("--num", type=int, default=20, help="names to sample (default %(default)s)")
     p.add_argument("--lecture", action="store_true", help="draw one name at a time exactly as the lecture does")
+    p = sub.add_parser("export", help="write a run's saved count model as an ARPA file (KenLM, SRILM, decoders)")
+    p.add_argument("run_dir", help="a finished run's folder")
+    p.add_argument("--order", type=int, required=True, help="the configuration's order")
+    p.add_argument("--smoothing", required=True, help="the configuration's smoothing: kn, wb, interp, auto or a number k > 0")
+    p.add_argument("--arpa", required=True, metavar="OUT.arpa", help="the ARPA file to write")
     p = sub.add_parser("bench", help="benchmark the loss backends against F.cross_entropy")
     add_bench_arguments(p)
     return parser
@@ -312,6 +356,11 @@ def main(argv=None) -> int:
             return cmd_score(args)
         if args.command == "sample":
             return cmd_sample(args)
+        if args.command == "export":
+            from harness.run.models_io import export_arpa
+
+            print(export_arpa(args.run_dir, validate_order(args.order), parse_smoothing(args.smoothing), args.arpa))
+            return 0
         if args.command == "bench":
             from harness.bench.main import bench_main
 

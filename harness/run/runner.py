@@ -23,6 +23,7 @@ from harness.data.ngrams import Windows, WindowStream, count, windows_for
 from harness.core.memory import memory_budget, parse_bytes
 from harness.core.progress import Progress
 from harness.evaluation.sampling import sample_batched
+from harness.run.models_io import save_fitted
 from harness.data.splits import FILES_PREFIX, SPLIT_NAMES, load_split_files, split_corpus, write_split
 
 
@@ -97,6 +98,7 @@ class Runner:
         self._windows: dict[tuple[int, str], Windows] = {}
         self._expanded: dict = {}
         self._kept_fits: dict[str, Fitted] = {}
+        self.save_to: Path | None = None  # the run folder each fitted model is saved into (rank 0 only)
 
     def rows(self, split: str, budget: int):
         """A split as counted: with --expand every copy a row (expanded once, after the split by unique
@@ -197,6 +199,9 @@ class Runner:
             record.update(status="skipped", error=str(why))
             return record
         record.update(fit.record)
+        if self.save_to is not None:  # RUN/models/<key>.pt, what score/sample/export --model load
+            record["model_file"] = save_fitted(self.save_to, point, record["key"], fit.model, self.corpus.vocab,
+                                               self.splits["train"], record)
         record.update(self.losses_of(fit.model))
         if fam.compare_with_count:
             record.update(self.compared_with_count(fit.model, record))
@@ -232,6 +237,7 @@ def run_grid(cfg: RunConfig, out_dir: Path, progress: Progress, command: str, pr
     device = device or resolve_device(cfg.device)
     writes = distributed.is_main()
     runner = Runner(cfg, device)
+    runner.save_to = out_dir if writes else None
     corpus = runner.corpus
     progress.line(f"corpus {corpus.name}: {corpus.num_items():,} items ({corpus.num_unique:,} unique), "
                   f"vocabulary {corpus.vocab.size}, device {device}")
