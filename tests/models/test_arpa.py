@@ -16,7 +16,7 @@ from harness.data.ngrams import windows
 from harness.data.splits import load_split_files
 from harness.models.arpa import read_arpa, write_arpa
 from harness.evaluation.evaluate import window_log_probs
-from harness.models.count import CountModel, SparseCountModel, log_prob_source
+from harness.models.count import CountModel, SparseCountModel
 from harness.models.smoothed import KneserNeyModel, fit_smoothed
 
 
@@ -53,7 +53,7 @@ def split(names_path, tmp_path_factory):
 
 def harness_nll(model, win) -> float:
     """The harness's own weighted test NLL of a model (a dense add-k model through its table)."""
-    return float(-(window_log_probs(log_prob_source(model), win) * win.weight).sum() / win.weight.sum())
+    return float(-(window_log_probs(model, win) * win.weight).sum() / win.weight.sum())
 
 
 def query_nll(kenlm: Path, arpa: Path, test_sp: Path, predictions: float) -> float:

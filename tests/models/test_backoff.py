@@ -11,7 +11,7 @@ from harness.data.ngrams import windows
 from harness.data.splits import load_split_files
 from harness.evaluation.evaluate import window_log_probs
 from harness.models.backoff import BackoffModel, score_file_streamed, to_backoff
-from harness.models.count import CountModel, SparseCountModel, log_prob_source
+from harness.models.count import CountModel, SparseCountModel
 from harness.models.smoothed import KneserNeyModel, WittenBellModel, fit_smoothed
 
 TINY = ("emma olivia ava isabella sophia mia amelia ava emma ella anna liam noah oliver elijah "
@@ -49,7 +49,7 @@ def fit(method: str, train, dev):
 
 
 def reference_scores(model, win) -> torch.Tensor:
-    return window_log_probs(log_prob_source(model), win)
+    return window_log_probs(model, win)
 
 
 CASES = [(m, n) for n in (2, 3, 4, 5, 6) for m in ("kn", "wb", "addk")] + [
