@@ -105,15 +105,16 @@ class _TableScorer:
 
 
 def file_scorer(model):
-    """The fastest equal scorer of a model for streamed scoring: smoothed models in their backoff
-    form (one lookup per order; equal to float64 rounding), dense tables computed once."""
+    """The fastest equal scorer of a model for streamed scoring: ARPA and smoothed models in their backoff
+    form compiled to one lookup per token (harness.models.rows; equal to float64 rounding), dense
+    tables computed once."""
     from harness.models.backoff import BackoffModel, to_backoff
+    from harness.models.rows import compile_rows
     from harness.models.smoothed import SmoothedModel
 
-    if isinstance(model, BackoffModel):
-        return model
-    if isinstance(model, SmoothedModel):
-        return to_backoff(model)
+    if isinstance(model, (BackoffModel, SmoothedModel)):
+        backoff = to_backoff(model)
+        return compile_rows(backoff) or backoff
     if model.log_prob_table() is not None:
         return _TableScorer(model)
     return model
