@@ -217,7 +217,7 @@ def read_arpa(path, vocab: Vocab | None = None, order: int | None = None) -> tup
     keys, probs, bows = [], [], []
     for k, rows in enumerate(sections, start=1):
         try:
-            tokens = np.array([[code[t] for t in r[1:k + 1]] for r in rows], dtype=np.int64).reshape(len(rows), k)
+            tokens = np.array([code[t] for r in rows for t in r[1:k + 1]], dtype=np.int64).reshape(len(rows), k)
         except KeyError as exc:
             raise HarnessError(f"{where}: a {k}-gram uses the token {exc.args[0]!r}, which is not a unigram; the file is malformed") from None
         log10_prob = _floats([r[0] for r in rows], where, f"a {k}-gram's log10 probability")

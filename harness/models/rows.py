@@ -62,24 +62,36 @@ class RowsModel(NGramModel):
 
 
 def compile_rows(backoff: BackoffModel) -> RowsModel | None:
-    """The one-lookup form of a backoff model, or None where its tables pass the module's limits."""
+    """The one-lookup form of a backoff model, or None where its tables pass the module's limits.
+
+    Rows by the backoff recursion, width by width: log10 P(w | c) = log10 p(c w) where c w is
+    listed, else bow(c) + log10 P(w | c's suffix), the suffix's row already built.
+    """
     n, V = backoff.order, backoff.vocab_size
     device = backoff.device
     if n < 2 or V ** (n - 1) > MAX_CONTEXT_IDS:
         return None
     # listed contexts by width m = 1..n-1; at m >= 2 a gram ending in </s> (last digit 0) is no context
-    contexts = [backoff.keys[0]] + [x[x % V != 0] for x in backoff.keys[1:n - 1]]
+    keep = [torch.ones_like(backoff.keys[0], dtype=torch.bool)] + [x % V != 0 for x in backoff.keys[1:n - 1]]
+    contexts = [x[k] for x, k in zip(backoff.keys, keep)]
     if sum(c.numel() for c in contexts) * V * 8 > MAX_ROW_BYTES:
         return None
-    targets = torch.arange(V, device=device)
     rows, longest, first = [], None, 0
-    for m, c in enumerate(contexts, start=1):
-        rows.append(backoff.log10_score(c.repeat_interleave(V), targets.repeat(c.numel()), top=m + 1).view(-1, V))
-        ids = torch.arange(first, first + c.numel(), dtype=torch.int32, device=device)
+    for m, (c, k) in enumerate(zip(contexts, keep), start=1):
+        bow = backoff.log10_bows[m - 1][k]
         if longest is None:
+            row = backoff.log10_probs[0].expand(c.numel(), V) + bow[:, None]
             longest = torch.empty(V, dtype=torch.int32, device=device)
-        else:  # an unlisted width-m id falls back to its width-(m-1) suffix
-            longest = longest[torch.arange(V**m, device=device) % V ** (m - 1)]
+        else:
+            below = torch.cat(rows)
+            row = below[longest[c % V ** (m - 1)].long()] + bow[:, None]
+            longest = longest[torch.arange(V**m, device=device) % V ** (m - 1)]  # unlisted ids: their suffix's row
+        ids = torch.arange(first, first + c.numel(), dtype=torch.int32, device=device)
         longest[c] = ids
+        grams, probs = backoff.keys[m], backoff.log10_probs[m]
+        prefix = grams // V
+        listed = prefix % V != 0 if m >= 2 else torch.ones_like(prefix, dtype=torch.bool)
+        row[(longest[prefix[listed]].long() - first), grams[listed] % V] = probs[listed]
+        rows.append(row)
         first += c.numel()
     return RowsModel(backoff, longest, torch.cat(rows))
