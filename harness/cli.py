@@ -50,6 +50,8 @@ def add_run_parser(sub) -> None:
     p.add_argument("--samples", help=f"names sampled per configuration (default {d.samples})")
     p.add_argument("--device", help=f"auto, cpu or cuda (default {d.device})")
     p.add_argument("--out", default=None, help="run folder (default reports/run-<UTC time>)")
+    p.add_argument("--arpa", default=None, help="ARPA files (e.g. lmplz's), comma separated: each one configuration "
+                   "(method arpa) at the order it declares, evaluated on the run's splits")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     add_corpus_options(p, run=True)
     g = p.add_argument_group("gradient models (defaults are the lecture's)")
@@ -64,7 +66,8 @@ def add_run_parser(sub) -> None:
 
 
 RUN_KEYS = ("corpus", "orders", "methods", "smoothing", "split", "seed", "samples", "device", "losses", "steps",
-            "lr", "regs", "batch_size", "input", "additive", "k_grid", "casefold", "min_char_count", "expand", "max_memory")
+            "lr", "regs", "batch_size", "input", "additive", "k_grid", "casefold", "min_char_count", "expand", "max_memory",
+            "arpa")
 
 
 def add_corpus_options(p, run: bool = False) -> None:

@@ -50,6 +50,7 @@ class FitData:
     cfg: object
     counter: Callable | None = None
     progress: Callable | None = None
+    vocab: object = None  # the run's Vocab: a family that loads a model (arpa) checks it against the file's
 
 
 @dataclass
@@ -126,6 +127,22 @@ def _fit_gradient(point: dict, data: FitData) -> Fitted:
                               "steps_per_second": fit.steps_per_second, "train_losses": fit.losses})
 
 
+def _arpa_points(cfg, order: int) -> list[dict]:
+    from harness.models.arpa import arpa_order
+
+    return [{"order": order, "method": "arpa", "loss": None, "smoothing_spec": None, "reg": None, "arpa": path}
+            for path in cfg.arpa if arpa_order(path) == order]
+
+
+def _fit_arpa(point: dict, data: FitData) -> Fitted:
+    """An ARPA file read, not fitted: the run's vocabulary must hold exactly the file's characters."""
+    from harness.models.arpa import read_arpa
+
+    start = time.perf_counter()
+    model, _ = read_arpa(point["arpa"], vocab=data.vocab, order=point["order"])
+    return Fitted(model.to(data.device), {"smoothing": None, "fit_seconds": time.perf_counter() - start, "tuning": []})
+
+
 FAMILIES: dict[str, Family] = {
     "count": Family(
         points=lambda cfg, order: [count_point(order, s) for s in cfg.smoothing],
@@ -141,6 +158,12 @@ FAMILIES: dict[str, Family] = {
         fit=_fit_gradient,
         steps=lambda cfg: cfg.steps,
         compare_with_count=True,
+    ),
+    "arpa": Family(  # ARPA files given as --arpa / arpa = [...]: read, then evaluated like any n-gram model
+        points=_arpa_points,
+        key=lambda p: f"order={p['order']} arpa={p['arpa']}",
+        fields=lambda point, cfg: {"arpa": point["arpa"]},
+        fit=_fit_arpa,
     ),
 }
 

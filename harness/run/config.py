@@ -52,6 +52,8 @@ class RunConfig:
     min_char_count: int = 0  # drop items with a character seen fewer than this many times
     expand: bool = False  # every copy of a weighted item a row, counted and scored in chunks
     max_memory: str = "auto"  # byte budget of chunked passes, e.g. 4G; auto = a quarter of the free device memory
+    # ARPA files (e.g. lmplz's), each evaluated as one configuration of method arpa at the order it declares
+    arpa: tuple[str, ...] = ()
 
 
 DEFAULTS = RunConfig()
@@ -60,7 +62,7 @@ FLAGS = {  # TOML key -> CLI flag, for messages
     "split": "--split", "seed": "--seed", "samples": "--samples", "device": "--device", "k_grid": "--k-grid",
     "losses": "--loss", "steps": "--steps", "lr": "--lr", "regs": "--reg", "batch_size": "--batch-size",
     "input": "--input", "additive": "--additive", "casefold": "--casefold", "min_char_count": "--min-char-count",
-    "expand": "--expand", "max_memory": "--max-memory",
+    "expand": "--expand", "max_memory": "--max-memory", "arpa": "--arpa",
 }
 
 
@@ -172,7 +174,9 @@ def make_run_config(values: dict) -> RunConfig:
         min_char_count=_number("min_char_count", v["min_char_count"], int, minimum=0),
         expand=v["expand"],
         max_memory=str(v["max_memory"]),
+        arpa=tuple(str(a) for a in _as_list("arpa", v["arpa"])),
     )
+    cfg = _with_arpa(cfg)
     from harness.core.memory import parse_bytes
 
     parse_bytes(cfg.max_memory, "max_memory (--max-memory)")  # a bad size fails here, before any work
@@ -185,6 +189,23 @@ def make_run_config(values: dict) -> RunConfig:
     if no_dev and "count" in cfg.methods and any(s in TUNED_ON_DEV for s in cfg.smoothing):
         raise HarnessError("smoothing (--smoothing) auto/interp tunes on the dev split, which this --split does not have; give a number k (the lecture's is 1) or kn/wb")
     return cfg
+
+
+def _with_arpa(cfg: RunConfig) -> RunConfig:
+    """ARPA files join the grid as method arpa; each must declare one of the run's orders."""
+    from dataclasses import replace
+
+    from harness.models.arpa import arpa_order
+
+    if not cfg.arpa:
+        if "arpa" in cfg.methods:
+            raise HarnessError("methods (--methods) arpa needs ARPA files: give arpa (--arpa) FILE[,FILE]")
+        return cfg
+    for path in cfg.arpa:
+        order = arpa_order(path)
+        if order not in cfg.orders:
+            raise HarnessError(f"arpa (--arpa) {path!r} is an order-{order} model, not among orders (--orders) {list(cfg.orders)}; add {order}")
+    return cfg if "arpa" in cfg.methods else replace(cfg, methods=(*cfg.methods, "arpa"))
 
 
 def load_grid_file(path: str | Path) -> dict:

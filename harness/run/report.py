@@ -414,6 +414,8 @@ def figure_specs(results: dict) -> dict[str, tuple]:
 
 def smoothing_cell(r: dict) -> str:
     """What smoothed a configuration: add-k's k (tuned or given), the method's name, or the gradient model's reg."""
+    if r["method"] == "arpa":
+        return "ARPA file"
     if r["method"] != "count":
         return f"reg {fmt(r.get('reg'), 4)}"
     spec = r.get("smoothing_spec") or TUNED_K
@@ -472,6 +474,8 @@ def label_of(r: dict) -> str:
         if spec == TUNED_K:
             return "count, add-k tuned"
         return f"count, {SHORT_LABELS[spec]}" if spec in SHORT_LABELS else f"count, k={spec}"
+    if r["method"] == "arpa":
+        return f"arpa, {Path(r['arpa']).name}"
     return f"gradient, {r['loss']}, reg {r['reg']:g}"
 
 

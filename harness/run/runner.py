@@ -131,7 +131,7 @@ class Runner:
         order = point["order"]
         train = self.win(order, "train")
         data = FitData(train, self.win(order, "dev") if "dev" in self.splits else None, self.device, self.cfg,
-                       counter=self.counter(train), progress=progress)
+                       counter=self.counter(train), progress=progress, vocab=self.corpus.vocab)
         if not family(point["method"]).reused:
             return fit_configuration(point, data)
         key = config_key(point)
@@ -301,6 +301,8 @@ def describe(record: dict) -> str:
     if record["method"] == "count":
         spec = record.get("smoothing_spec")
         head += f" smoothing={spec}" + (f" (k={record['smoothing']:g})" if spec == TUNED_K and record.get("smoothing") is not None else "")
+    elif record["method"] == "arpa":
+        head += f" {record.get('arpa')}"
     else:
         head += f" loss={record['loss']} reg={record.get('reg')}"
     if record.get("status") != "ok":

@@ -85,3 +85,22 @@ def test_export_of_an_unknown_run_folder(tmp_path, capsys):
 
     assert_clean_error_in_process(capsys, ["export", str(tmp_path / "nope"), "--order", "3", "--smoothing", "kn",
                                            "--arpa", str(tmp_path / "x.arpa")], "does not exist")
+
+
+def test_an_arpa_file_as_a_run_configuration(split, kenlm, tmp_path, capsys):
+    """run --arpa: lmplz's file evaluated on the run's splits, its test NLL equal to query's."""
+    folder = split[0]
+    arpa = tmp_path / "lmplz.arpa"
+    with (folder / "train.sp").open() as train, arpa.open("w") as out:
+        subprocess.run([str(kenlm / "lmplz"), "-o", "3", "--discount_fallback"], stdin=train, stdout=out,
+                       stderr=subprocess.DEVNULL, check=True)
+    out = tmp_path / "run"
+    assert main(["run", "--split", f"files:{folder}/train.txt,{folder}/dev.txt,{folder}/test.txt", "--orders", "3",
+                 "--smoothing", "kn", "--arpa", str(arpa), "--samples", "3", "--device", "cpu", "--quiet", "--out", str(out)]) == 0
+    (record,) = [r for r in json.loads((out / "results.json").read_text())["results"] if r["method"] == "arpa"]
+    expected = query_nll(kenlm, arpa, folder / "test.sp", predictions(folder / "test.txt"))
+    assert record["test_nll"] == pytest.approx(expected, abs=1e-4) and (out / record["model_file"]).is_file()
+    from tests.test_cli import assert_clean_error_in_process
+
+    assert_clean_error_in_process(capsys, ["run", "--orders", "2", "--arpa", str(arpa), "--out", str(tmp_path / "x")],
+                                  "order-3 model", "add 3")
