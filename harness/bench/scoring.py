@@ -153,7 +153,7 @@ def render_scoring(csv_path: Path) -> str:
                  "harness rows time the streamed pass in process, kenlm-query a whole `query` process on build_binary's form.",
              "", "## Results", ""]
     shown = df[["corpus", "order", "method", "predictions", "seconds", "chars_per_s", "compile_seconds", "nll_nats", "status", "note"]]
-    lines.append(shown.fillna("").to_markdown(index=False, floatfmt=".4g"))
+    lines.append(shown.astype(object).where(shown.notna(), "").to_markdown(index=False, floatfmt=".4g"))
     return "\n".join(lines) + "\n"
 
 
