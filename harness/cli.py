@@ -6,6 +6,7 @@ their own tables, and run configuration strings are parsed in harness.run.config
     python -m harness corpora    list the built-in corpora
     python -m harness score      per-character log-probabilities of words
     python -m harness sample     sample names
+    python -m harness export     a run's saved model as an ARPA file
     python -m harness bench      loss-kernel benchmark
 """
 from __future__ import annotations
@@ -56,6 +57,8 @@ def add_run_parser(sub) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace what --out holds (an earlier run's files) instead of refusing")
     p.add_argument("--threads", help="CPU threads (default 0: torch's own, one per core unless OMP_NUM_THREADS says less, at most 8); gradient training always uses one, "
                    "so results never depend on it")
+    p.add_argument("--arpa", default=None, help="ARPA files (e.g. lmplz's), comma separated: each one configuration "
+                   "(method arpa) at the order it declares, evaluated on the run's splits")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     s = p.add_argument_group("samples of each configuration (as python -m harness sample draws them)")
     s.add_argument("--temperature", help=f"sharpen (< 1) or flatten (> 1) the next-character distribution (default {d.temperature:g})")
@@ -104,7 +107,8 @@ def add_neural_arguments(p) -> None:
 
 
 RUN_KEYS = ("corpus", "orders", "methods", "smoothing", "split", "seed", "samples", "device", "losses", "steps",
-            "lr", "regs", "batch_size", "input", "additive", "k_grid", "casefold", "min_char_count", "expand", "max_memory", "threads")
+            "lr", "regs", "batch_size", "input", "additive", "k_grid", "casefold", "min_char_count", "expand", "max_memory", "threads",
+            "arpa")
 RUN_KEYS += (*NEURAL_HELP, "nn_compile", "temperature", "top_k", "prefix", "exclude_train")
 
 
@@ -131,6 +135,9 @@ def add_model_arguments(p) -> None:
     p.add_argument("--split", default="none", help="train on: none = the whole corpus (default, the lecture's), "
                    "seeded = the train part of run's seeded split (with --seed), files:TRAIN,DEV,TEST = the TRAIN file")
     p.add_argument("--seed", type=int, default=DEFAULTS.seed, help="seed of the split (and of sampling) (default %(default)s)")
+    p.add_argument("--model", default=None, metavar="PATH", help="use a saved model instead of fitting: a run's models/*.pt file, "
+                   "or a run folder with that configuration's --order and --smoothing")
+    p.add_argument("--arpa", default=None, metavar="FILE", help="use an ARPA file (e.g. lmplz's, plain or .gz) instead of fitting")
     add_corpus_options(p)
 
 
@@ -311,6 +318,30 @@ def fit_full(args):
     return corpus, fit_configuration(count_point(order, spec), data).model, train.items
 
 
+def model_for(args):
+    """(vocab, device, model, said, train items): the --model or --arpa file loaded, else fitted by fit_full;
+    `said` is the line naming the loaded file (None when fitted), printed on stderr once the input is checked;
+    the training items only where the model was fitted here (None for a loaded one)."""
+    from harness.run.models_io import load_arpa_model, load_saved
+
+    if args.model and args.arpa:
+        raise HarnessError("give --model or --arpa, not both")
+    if not (args.model or args.arpa):
+        corpus, model, train_items = fit_full(args)
+        return corpus.vocab, corpus.device, model, None, train_items
+    device = resolve_device(args.device)
+    if args.model:
+        loaded = load_saved(args.model, validate_order(args.order), parse_smoothing(args.smoothing), device)
+    else:
+        loaded = load_arpa_model(args.arpa, device)
+    return loaded.vocab, device, loaded.model, loaded.description, None
+
+
+def say(line: str | None) -> None:
+    if line:
+        print(line, file=sys.stderr)
+
+
 def cmd_score(args) -> int:
     from harness.data.corpus import pack, read_items, unique_with_counts
     from harness.evaluation.evaluate import corpus_nll, item_nll, perplexity
@@ -320,19 +351,22 @@ def cmd_score(args) -> int:
     if args.per_item and not args.file:
         raise HarnessError("--per-item writes the items of --file; give --file FILE too")
     per_item = output_file(args.per_item, "--per-item") if args.per_item else None
-    corpus, model, _ = fit_full(args)
+    vocab, device, model, said, _ = model_for(args)
+    order = model.order
     for word in args.words:
         if not word.strip():
             raise HarnessError("score got an empty word; give words of at least one character")
-        corpus.vocab.encode(word)  # a character outside the vocabulary is a clear error
+        vocab.encode(word)  # a character outside the vocabulary is a clear error
+    if not args.file:
+        say(said)
     for word in args.words:
-        one = pack(word, [word], None, corpus.device, vocab=corpus.vocab)
+        one = pack(word, [word], None, device, vocab=vocab)
         lp = model.token_log_probs(one).tolist()
-        tokens = ["."] * (args.order - 1) + list(word) + ["."]
+        tokens = ["."] * (order - 1) + list(word) + ["."]
         print(f"{word}:")
         for j, logp in enumerate(lp):
-            ctx = "".join(tokens[j:j + args.order - 1])
-            print(f"  {ctx + '→' + tokens[j + args.order - 1]:>{args.order + 3}}  log p = {logp:.6f}")
+            ctx = "".join(tokens[j:j + order - 1])
+            print(f"  {ctx + '→' + tokens[j + order - 1]:>{order + 3}}  log p = {logp:.6f}")
         nll = corpus_nll(model, one)
         print(f"  mean NLL {nll:.6f} nats/char over {len(lp)} predictions")
     if args.file:
@@ -340,10 +374,18 @@ def cmd_score(args) -> int:
             raise HarnessError(f"--file {args.file!r} is a directory; give a text file, one item per line")
         if not Path(args.file).exists():
             raise HarnessError(f"--file {args.file!r} does not exist; give a text file, one item per line")
+        if not args.per_item:  # chunk by chunk within --max-memory, never every window at once
+            from harness.run.models_io import score_file
+
+            line = score_file(model, args.file, vocab, device, args.max_memory)
+            say(said)
+            print(line)
+            return 0
         items, copies = unique_with_counts(read_items(Path(args.file)))
         for item in items:
-            corpus.vocab.encode(item)
-        scored = pack(args.file, items, copies, corpus.device, vocab=corpus.vocab)
+            vocab.encode(item)
+        scored = pack(args.file, items, copies, device, vocab=vocab)
+        say(said)
         nll = corpus_nll(model, scored)
         print(f"{args.file}: mean NLL {nll:.6f} nats/char, perplexity {perplexity(nll):.4f}, "
               f"{scored.num_items():,} items ({scored.num_unique:,} unique), {scored.num_predictions():,} predicted characters")
@@ -371,12 +413,15 @@ def cmd_sample(args) -> int:
     if args.lecture and controls != SamplingControls():
         raise HarnessError("--lecture draws exactly as the lecture does; it takes no --temperature, --top-k, --prefix "
                            "or --exclude-train")
-    corpus, model, train_items = fit_full(args)
-    generator = torch.Generator(device=corpus.device).manual_seed(args.seed)
+    vocab, device, model, said, train_items = model_for(args)
+    if controls.exclude_train and train_items is None:
+        raise HarnessError("--exclude-train needs the training names: fit from --corpus/--split instead of --model/--arpa")
+    say(said)
+    generator = torch.Generator(device=device).manual_seed(args.seed)
     if args.lecture:
-        names = sample_lecture(model, corpus.vocab, args.num, generator)
+        names = sample_lecture(model, vocab, args.num, generator)
     else:
-        names = sample_names(model, corpus.vocab, args.num, generator, controls, train_items)
+        names = sample_names(model, vocab, args.num, generator, controls, train_items or ())
     for name in names:
         print(name)  # the name alone: the end token is the line's end
     return 0
@@ -417,6 +462,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--top-k", type=int, default=0, help="draw among the k most likely next characters only (default 0: all)")
     p.add_argument("--prefix", default="", help="every name starts with this text")
     p.add_argument("--exclude-train", action="store_true", help="leave out names of the training data, drawing until --num new ones exist")
+    p = sub.add_parser("export", help="write a run's saved count model as an ARPA file (KenLM, SRILM, decoders)")
+    p.add_argument("run_dir", help="a finished run's folder")
+    p.add_argument("--order", type=int, required=True, help="the configuration's order")
+    p.add_argument("--smoothing", required=True, help="the configuration's smoothing: kn, wb, interp, auto or a number k > 0")
+    p.add_argument("--arpa", required=True, metavar="OUT.arpa", help="the ARPA file to write")
     p = sub.add_parser("bench", help="benchmark the loss backends against F.cross_entropy")
     add_bench_arguments(p)
     return parser
@@ -474,6 +524,11 @@ def run_command(args) -> int:
         return cmd_score(args)
     if args.command == "sample":
         return cmd_sample(args)
+    if args.command == "export":
+        from harness.run.models_io import export_arpa
+
+        print(export_arpa(args.run_dir, validate_order(args.order), parse_smoothing(args.smoothing), args.arpa))
+        return 0
     if args.command == "bench":
         from harness.bench.main import bench_main
 

@@ -18,6 +18,7 @@ from harness.bench.common import (MachineLoad, command_line, out_dir_for, parse_
 from harness.bench.config import DEFAULTS, DTYPES, QUICK_REPETITIONS, VARIANTS, make_bench_config
 from harness.bench.markdown import render_bench, render_counting, render_smoothing
 from harness.bench.plots import plot
+from harness.bench.scoring import add_scoring_arguments, scoring_main
 from harness.bench.static_markdown import render_static
 from harness.core.errors import HarnessError
 from harness.core.memory import parse_bytes
@@ -80,6 +81,7 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
                    help="training benchmark: timed fits per variant, median reported (default %(default)s)")
     _add_counting_arguments(p)
     _add_smoothing_arguments(p)
+    add_scoring_arguments(p)
     p.add_argument("--static", action="store_true",
                    help="compile every Triton kernel configuration for GPUs and report registers, spills, occupancy "
                         "and load widths (no GPU needed, nothing timed)")
@@ -125,6 +127,8 @@ def bench_main(args: argparse.Namespace) -> int:
         return counting_main(args)
     if args.smoothing:
         return smoothing_main(args)
+    if args.suite and "scoring" in ",".join(args.suite).split(","):
+        return scoring_main(args)
     return loss_and_train_main(args)
 
 

@@ -172,6 +172,24 @@ def _is_float(text: str) -> bool:
         return False
 
 
+def arpa_order(path) -> int:
+    """The order an ARPA file's \\data\\ header declares, reading only the header."""
+    path = Path(path)
+    if not path.is_file():
+        raise HarnessError(f"ARPA file {str(path)!r} does not exist; give the path of an ARPA file (e.g. lmplz's output)")
+    opener = gzip.open if path.suffix == ".gz" else open
+    header = []
+    try:
+        with opener(path, "rt", encoding="utf-8") as handle:
+            for line in handle:
+                if line.strip().endswith("-grams:"):
+                    break
+                header.append(line.rstrip("\n"))
+    except (OSError, EOFError, UnicodeDecodeError) as exc:
+        raise HarnessError(f"ARPA file {str(path)!r} cannot be read as UTF-8 text ({exc}); give an ARPA text file") from None
+    return len(_header(header, f"ARPA file {str(path)!r}")[0])
+
+
 def read_arpa(path, vocab: Vocab | None = None, order: int | None = None) -> tuple[BackoffModel, Vocab]:
     """An ARPA file (e.g. lmplz's, plain or .gz) as a BackoffModel over harness ids, and its vocabulary.
 
@@ -217,7 +235,7 @@ def read_arpa(path, vocab: Vocab | None = None, order: int | None = None) -> tup
     keys, probs, bows = [], [], []
     for k, rows in enumerate(sections, start=1):
         try:
-            tokens = np.array([[code[t] for t in r[1:k + 1]] for r in rows], dtype=np.int64).reshape(len(rows), k)
+            tokens = np.array([code[t] for r in rows for t in r[1:k + 1]], dtype=np.int64).reshape(len(rows), k)
         except KeyError as exc:
             raise HarnessError(f"{where}: a {k}-gram uses the token {exc.args[0]!r}, which is not a unigram; the file is malformed") from None
         log10_prob = _floats([r[0] for r in rows], where, f"a {k}-gram's log10 probability")

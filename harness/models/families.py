@@ -60,6 +60,7 @@ class FitData:
     progress: Callable | None = None
     checkpoint_dir: object = None
     resume: bool = False
+    vocab: object = None  # the run's Vocab: a family that loads a model (arpa) checks it against the file's
 
 
 @dataclass
@@ -191,6 +192,20 @@ def _fit_neural(point: dict, data: FitData) -> Fitted:
 def _neural_family(method: str) -> Family:
     return Family(points=_neural_points(method), key=_neural_key, fields=_neural_fields, fit=_fit_neural,
                   steps=lambda cfg: -(-cfg.nn_steps // cfg.nn_eval_interval), per_order=False)
+def _arpa_points(cfg, order: int) -> list[dict]:
+    from harness.models.arpa import arpa_order
+
+    return [{"order": order, "method": "arpa", "loss": None, "smoothing_spec": None, "reg": None, "arpa": path}
+            for path in cfg.arpa if arpa_order(path) == order]
+
+
+def _fit_arpa(point: dict, data: FitData) -> Fitted:
+    """An ARPA file read, not fitted: the run's vocabulary must hold exactly the file's characters."""
+    from harness.models.arpa import read_arpa
+
+    start = time.perf_counter()
+    model, _ = read_arpa(point["arpa"], vocab=data.vocab, order=point["order"])
+    return Fitted(model.to(data.device), {"smoothing": None, "fit_seconds": time.perf_counter() - start, "tuning": []})
 
 
 FAMILIES: dict[str, Family] = {
@@ -210,6 +225,12 @@ FAMILIES: dict[str, Family] = {
         compare_with_count=True,
     ),
     **{method: _neural_family(method) for method in NEURAL_METHODS},  # mlp, cnn, gru, transformer
+    "arpa": Family(  # ARPA files given as --arpa / arpa = [...]: read, then evaluated like any n-gram model
+        points=_arpa_points,
+        key=lambda p: f"order={p['order']} arpa={p['arpa']}",
+        fields=lambda point, cfg: {"arpa": point["arpa"]},
+        fit=_fit_arpa,
+    ),
 }
 
 

@@ -79,6 +79,8 @@ class RunConfig:
     nn_patience: int = _NN.patience  # dev scores without a new best before stopping, 0 = never
     time_budget: float = _NN.time_budget_seconds  # seconds per configuration, 0 = none
     nn_compile: bool = _NN.compile  # torch.compile the model
+    # ARPA files (e.g. lmplz's), each evaluated as one configuration of method arpa at the order it declares
+    arpa: tuple[str, ...] = ()
 
 
 DEFAULTS = RunConfig()
@@ -90,6 +92,7 @@ FLAGS = {  # TOML key -> CLI flag, for messages
     "expand": "--expand", "max_memory": "--max-memory", "threads": "--threads",
     "temperature": "--temperature", "top_k": "--top-k", "prefix": "--prefix", "exclude_train": "--exclude-train",
     **{key: "--" + key.replace("_", "-") for key in (*NEURAL_SWEEPS, *NEURAL_SCALARS)},  # --nn-lr, --time-budget
+    "arpa": "--arpa",
 }
 K_MAX = 1e9  # add-k past this is the uniform distribution to float64's digits on any corpus we load
 SEED_LIMIT = 2**64  # torch generators take seeds in [0, 2^64)
@@ -268,7 +271,9 @@ def make_run_config(values: dict) -> RunConfig:
         prefix=str(v["prefix"]),
         exclude_train=v["exclude_train"],
         **neural_values(v),
+        arpa=tuple(str(a) for a in _as_list("arpa", v["arpa"])),
     )
+    cfg = _with_arpa(cfg)
     from harness.core.memory import parse_bytes
 
     parse_bytes(cfg.max_memory, "max_memory (--max-memory)")  # a bad size fails here, before any work
@@ -304,6 +309,21 @@ def neural_values(v: dict) -> dict:
             raise HarnessError(f"{_name('nn_embd')} {bad[0][0]} is not a multiple of {_name('nn_head')} {bad[0][1]}: "
                                "a transformer splits its embedding into equal heads")
     return out
+def _with_arpa(cfg: RunConfig) -> RunConfig:
+    """ARPA files join the grid as method arpa; each must declare one of the run's orders."""
+    from dataclasses import replace
+
+    from harness.models.arpa import arpa_order
+
+    if not cfg.arpa:
+        if "arpa" in cfg.methods:
+            raise HarnessError("methods (--methods) arpa needs ARPA files: give arpa (--arpa) FILE[,FILE]")
+        return cfg
+    for path in cfg.arpa:
+        order = arpa_order(path)
+        if order not in cfg.orders:
+            raise HarnessError(f"arpa (--arpa) {path!r} is an order-{order} model, not among orders (--orders) {list(cfg.orders)}; add {order}")
+    return cfg if "arpa" in cfg.methods else replace(cfg, methods=(*cfg.methods, "arpa"))
 
 
 def load_grid_file(path: str | Path) -> dict:

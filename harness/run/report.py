@@ -403,6 +403,8 @@ def smoothing_cell(r: dict) -> str:
     if r["method"] in NEURAL_METHODS:
         nn = {**r.get("nn", {}), **r}  # an unfinished configuration's record holds its point's "nn" values
         return f"lr {nn['nn_lr']:g}, wd {nn['nn_weight_decay']:g}, dropout {nn['nn_dropout']:g}"
+    if r["method"] == "arpa":
+        return "ARPA file"
     if r["method"] != "count":
         return f"reg {fmt(r.get('reg'), 4)}"
     spec = r.get("smoothing_spec") or TUNED_K
@@ -463,6 +465,8 @@ def label_of(r: dict) -> str:
         return f"count, {SHORT_LABELS[spec]}" if spec in SHORT_LABELS else f"count, k={spec}"
     if r["method"] in NEURAL_METHODS:
         return neural_label(r)
+    if r["method"] == "arpa":
+        return f"arpa, {Path(r['arpa']).name}"
     return f"gradient, {r['loss']}, reg {r['reg']:g}"
 
 

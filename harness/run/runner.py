@@ -27,6 +27,7 @@ from harness.data.ngrams import Windows, WindowStream, count, windows_for
 from harness.core.memory import memory_budget, parse_bytes
 from harness.core.progress import Progress
 from harness.evaluation.sampling import SamplingControls, sample_names
+from harness.run.models_io import save_fitted
 from harness.data.splits import FILES_PREFIX, SPLIT_NAMES, load_split_files, split_corpus, write_split
 
 
@@ -109,6 +110,7 @@ class Runner:
         self._kept_fits: dict[str, Fitted] = {}
         self.checkpoints: Path | None = None  # RUN/checkpoints: a folder per neural configuration (run_grid sets it)
         self.resume = False  # neural configurations continue from their checkpoints
+        self.save_to: Path | None = None  # the run folder each fitted model is saved into (rank 0 only)
 
     def checkpoint_dir(self, point: dict) -> Path | None:
         """Where a configuration keeps its checkpoints: RUN/checkpoints/<its key, as a file name>."""
@@ -151,7 +153,7 @@ class Runner:
             return fit_configuration(point, data)
         train = self.win(order, "train")
         data = FitData(train, self.win(order, "dev") if "dev" in self.splits else None, self.device, self.cfg,
-                       counter=self.counter(train), progress=progress)
+                       counter=self.counter(train), progress=progress, vocab=self.corpus.vocab)
         if not family(point["method"]).reused:
             return fit_configuration(point, data)
         key = config_key(point)
@@ -222,6 +224,9 @@ class Runner:
             record.update(status="skipped", error=str(why))
             return record
         record.update(fit.record)
+        if self.save_to is not None:  # RUN/models/<key>.pt, what score/sample/export --model load
+            record["model_file"] = save_fitted(self.save_to, point, record["key"], fit.model, self.corpus.vocab,
+                                               self.splits["train"], record)
         with one_cpu_thread(self.device):  # float sums in one order whatever --threads says (see one_cpu_thread)
             record.update(self.losses_of(fit.model))
         # what comes after the losses may fail (sampling out of memory) without losing them: the record keeps
@@ -334,6 +339,7 @@ def run_grid(cfg: RunConfig, out_dir: Path, progress: Progress, command: str, pr
     device = device or resolve_device(cfg.device)
     writes = distributed.is_main()
     runner = runner or Runner(cfg, device)
+    runner.save_to = out_dir if writes else None
     corpus = runner.corpus
     progress.line(f"corpus {corpus.name}: {corpus.num_items():,} items ({corpus.num_unique:,} unique), "
                   f"vocabulary {corpus.vocab.size}, device {device}")
@@ -419,6 +425,8 @@ def describe(record: dict) -> str:
     if record["method"] == "count":
         spec = record.get("smoothing_spec")
         head += f" smoothing={spec}" + (f" (k={record['smoothing']:g})" if spec == TUNED_K and record.get("smoothing") is not None else "")
+    elif record["method"] == "arpa":
+        head += f" {record.get('arpa')}"
     elif record["method"] == "gradient":
         head += f" loss={record['loss']} reg={record.get('reg')}"
     if record.get("status") != "ok":

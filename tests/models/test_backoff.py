@@ -1,6 +1,7 @@
 """The compiled backoff form against the models it is compiled from, and streamed file scoring."""
 import random
 
+import numpy as np
 import pytest
 import torch
 
@@ -130,7 +131,9 @@ def test_streamed_file_score_equals_mean_nll(split, order, max_bytes):
     train, test = windows(splits["train"], order), windows(splits["test"], order)
     model = KneserNeyModel.fit(train)
     expected = float(-(model.score(test.context, test.target) * test.weight).sum())
-    for scored in (to_backoff(model), model):
+    from harness.models.rows import compile_rows
+
+    for scored in (to_backoff(model), model, compile_rows(to_backoff(model))):  # the last on numpy arrays
         result = score_file_streamed(scored, folder / "test.txt", vocab, max_bytes)
         assert result.predictions == int(test.weight.sum()) and result.items == 3204
         assert result.nll_nats == pytest.approx(expected, rel=1e-12)
@@ -139,7 +142,9 @@ def test_streamed_file_score_equals_mean_nll(split, order, max_bytes):
 
 def test_streamed_file_skips_blank_lines_and_carriage_returns(tiny, tmp_path):
     win = windows(tiny, 3)
-    model = to_backoff(WittenBellModel.fit(win))
+    from harness.models.rows import compile_rows
+
+    model = compile_rows(to_backoff(WittenBellModel.fit(win)))
     items = ["emma", "ava", "liam"]
     clean = score_file_streamed(model, _write(tmp_path / "a.txt", "emma\nava\nliam\n"), tiny.vocab)
     messy = score_file_streamed(model, _write(tmp_path / "b.txt", "\n\nemma\r\n\r\nava\n\nliam"), tiny.vocab)
@@ -175,3 +180,27 @@ def test_stream_contexts_equal_the_windows_of_the_corpus(tiny, order):
     win = windows(tiny, order)
     stream = torch.cat([torch.tensor(tiny.vocab.encode(item) + [0]) for item in tiny.items])
     torch.testing.assert_close(backoff._stream_windows(stream, order, tiny.vocab.size), win.context, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("order", [1, 2, 6, 9])
+def test_numpy_stream_contexts_equal_the_windows_of_the_corpus(tiny, order):
+    win = windows(tiny, order)
+    stream = np.concatenate([np.array(tiny.vocab.encode(item) + [0], dtype=np.int32) for item in tiny.items])
+    assert np.array_equal(backoff._stream_windows_numpy(stream, order, tiny.vocab.size), win.context.numpy())
+
+
+@pytest.mark.parametrize("order", [2, 3, 5, 6])
+@pytest.mark.parametrize("method", ["kn", "wb", "interp"])
+def test_one_lookup_rows_equal_the_backoff_rule(split, order, method):
+    """compile_rows (longest listed context, precomputed rows) against the per-order backoff lookups."""
+    from harness.models.rows import compile_rows
+    from harness.models.smoothed import fit_smoothed
+
+    _, _, splits = split
+    train, dev, test = (windows(splits[s], order) for s in ("train", "dev", "test"))
+    reference = to_backoff(fit_smoothed(method, train, dev)[0])
+    rows = compile_rows(reference)
+    torch.testing.assert_close(rows.log10_score(test.context, test.target), reference.log10_score(test.context, test.target),
+                               rtol=0, atol=1e-12)
+    stream_total = rows.numpy_log10_total(test.context.numpy(), test.target.numpy())
+    assert stream_total == pytest.approx(float(reference.log10_score(test.context, test.target).sum()), rel=1e-12)

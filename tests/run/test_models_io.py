@@ -1,0 +1,82 @@
+"""Saved models: score/sample --model on a finished run give the run's own NLLs and samples, fitting nothing."""
+import json
+
+import pytest
+
+import harness.cli
+import harness.models.families
+from harness.cli import main
+from harness.run.config import parse_smoothing
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("saved") / "run"
+    assert main(["run", "--corpus", "ssa:1900", "--orders", "2,3", "--smoothing", "auto,kn,wb,interp,0.5",
+                 "--methods", "count,gradient", "--steps", "5", "--samples", "7", "--quiet", "--device", "cpu",
+                 "--out", str(out)]) == 0
+    return out
+
+
+@pytest.fixture
+def no_fitting(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("a model was fitted")
+
+    monkeypatch.setattr(harness.models.families, "fit_configuration", refuse)
+    monkeypatch.setattr(harness.cli, "fit_full", refuse)
+
+
+def records(run_dir):
+    return json.loads((run_dir / "results.json").read_text())["results"]
+
+
+def test_every_configuration_is_saved(run_dir):
+    for r in records(run_dir):
+        assert (run_dir / r["model_file"]).is_file(), r["key"]
+
+
+@pytest.mark.parametrize("order", [2, 3])
+@pytest.mark.parametrize("smoothing", ["auto", "kn", "wb", "interp", "0.5"])
+def test_score_and_sample_with_model_equal_the_run(run_dir, order, smoothing, no_fitting, capsys):
+    spec = parse_smoothing(smoothing)
+    (record,) = [r for r in records(run_dir) if r["order"] == order and r["smoothing_spec"] == spec]
+    capsys.readouterr()
+    assert main(["score", "--model", str(run_dir), "--order", str(order), "--smoothing", smoothing, "--device", "cpu",
+                 "--file", str(run_dir / "split" / "test.txt")]) == 0
+    out, err = capsys.readouterr()
+    assert f"mean NLL {record['test_nll']:.6f} nats/char" in out
+    assert err.startswith("model: loaded ") and record["model_file"] in err
+    assert main(["sample", "--model", str(run_dir), "--order", str(order), "--smoothing", smoothing, "--device", "cpu",
+                 "--num", "7", "--seed", str(json.loads((run_dir / "results.json").read_text())["run"]["config"]["seed"])]) == 0
+    assert [s.removesuffix(".") for s in capsys.readouterr().out.split()] == record["samples"]
+
+
+def test_a_gradient_model_file(run_dir, no_fitting, capsys):
+    (record,) = [r for r in records(run_dir) if r["order"] == 3 and r["method"] == "gradient"]
+    capsys.readouterr()
+    assert main(["score", "--model", str(run_dir / record["model_file"]), "--device", "cpu",
+                 "--file", str(run_dir / "split" / "test.txt")]) == 0
+    assert f"mean NLL {record['test_nll']:.6f} nats/char" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (["--model", "no/such/run"], ["no/such/run", "does not exist"]),
+    (["--order", "5", "--smoothing", "kn"], ["no model of order 5", "saved:"]),
+    (["--order", "2", "--smoothing", "kn", "xyz!"], ["'!'", "not in the corpus vocabulary"]),
+])
+def test_bad_model_arguments_are_one_line_errors(run_dir, args, fragments, capsys):
+    from tests.test_cli import assert_clean_error_in_process
+
+    full = ["score", "--device", "cpu", *args] if "--model" in args else ["score", "--device", "cpu", "--model", str(run_dir), *args]
+    if "xyz!" not in args:
+        full.append("abc")
+    assert_clean_error_in_process(capsys, full, *fragments)
+
+
+def test_a_file_that_is_no_model(tmp_path, capsys):
+    from tests.test_cli import assert_clean_error_in_process
+
+    bad = tmp_path / "x.pt"
+    bad.write_bytes(b"not a model")
+    assert_clean_error_in_process(capsys, ["score", "--model", str(bad), "abc"], "cannot be read as a saved model")
