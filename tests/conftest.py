@@ -39,6 +39,24 @@ def names_path() -> Path:
     return path
 
 
+@pytest.fixture(scope="session")
+def reference_split(names_path, tmp_path_factory):
+    """REFERENCE.md's split convention written to files: random.seed(42), shuffle the lines of names.txt,
+    80/10/10. Returns the folder (train/dev/test .txt, and .sp with characters separated by spaces, as KenLM
+    reads them) and the test lines."""
+    import random
+
+    words = names_path.read_text().splitlines()
+    random.seed(42)
+    random.shuffle(words)
+    a, b = int(0.8 * len(words)), int(0.9 * len(words))
+    folder = tmp_path_factory.mktemp("reference-split")
+    for name, part in (("train", words[:a]), ("dev", words[a:b]), ("test", words[b:])):
+        (folder / f"{name}.txt").write_text("\n".join(part) + "\n")
+        (folder / f"{name}.sp").write_text("\n".join(" ".join(w) for w in part) + "\n")
+    return folder, words[b:]
+
+
 def pytest_collection_modifyitems(config, items):
     if torch.cuda.is_available():
         return

@@ -1,7 +1,6 @@
 """ARPA out and in against KenLM's query and lmplz (where built), and a brute-force Python ARPA scorer."""
 import math
 import os
-import random
 import re
 import shutil
 import subprocess
@@ -37,18 +36,11 @@ def kenlm() -> Path:
 
 
 @pytest.fixture(scope="module")
-def split(names_path, tmp_path_factory):
-    """REFERENCE.md's split files (random.seed(42), shuffle, 80/10/10), plain and space-separated for KenLM."""
-    words = names_path.read_text().splitlines()
-    random.seed(42)
-    random.shuffle(words)
-    a, b = int(0.8 * len(words)), int(0.9 * len(words))
-    folder = tmp_path_factory.mktemp("split")
-    for name, part in (("train", words[:a]), ("dev", words[a:b]), ("test", words[b:])):
-        (folder / f"{name}.txt").write_text("\n".join(part) + "\n")
-        (folder / f"{name}.sp").write_text("\n".join(" ".join(w) for w in part) + "\n")
+def split(reference_split):
+    """REFERENCE.md's split files (tests/conftest.py), loaded as the harness loads them."""
+    folder, test_words = reference_split
     corpus, splits, _ = load_split_files(f"files:{folder}/train.txt,{folder}/dev.txt,{folder}/test.txt", "cpu")
-    return folder, corpus.vocab, splits, words[b:]
+    return folder, corpus.vocab, splits, test_words
 
 
 def harness_nll(model, win) -> float:

@@ -1,5 +1,4 @@
 """The compiled backoff form against the models it is compiled from, and streamed file scoring."""
-import random
 
 import numpy as np
 import pytest
@@ -26,15 +25,9 @@ def tiny():
 
 
 @pytest.fixture(scope="module")
-def split(names_path, tmp_path_factory):
-    """REFERENCE.md's split (random.seed(42), shuffle, 80/10/10) written to files and loaded as the harness loads them."""
-    words = names_path.read_text().splitlines()
-    random.seed(42)
-    random.shuffle(words)
-    a, b = int(0.8 * len(words)), int(0.9 * len(words))
-    folder = tmp_path_factory.mktemp("split")
-    for name, part in (("train", words[:a]), ("dev", words[a:b]), ("test", words[b:])):
-        (folder / f"{name}.txt").write_text("\n".join(part) + "\n")
+def split(reference_split):
+    """REFERENCE.md's split files (tests/conftest.py), loaded as the harness loads them."""
+    folder, _ = reference_split
     corpus, splits, _ = load_split_files(f"files:{folder}/train.txt,{folder}/dev.txt,{folder}/test.txt", "cpu")
     return folder, corpus.vocab, splits
 
