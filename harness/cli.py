@@ -406,8 +406,10 @@ def cmd_score(args) -> int:
 def cmd_sample(args) -> int:
     from harness.evaluation.sampling import SamplingControls, sample_lecture, sample_names
 
-    if args.num < 0:
-        raise HarnessError(f"--num must be >= 0, got {args.num}")
+    from harness.run.config import MAX_SAMPLES
+
+    if not 0 <= args.num <= MAX_SAMPLES:
+        raise HarnessError(f"--num must be from 0 to {MAX_SAMPLES:,}, got {args.num}")
     controls = SamplingControls(temperature=args.temperature, top_k=args.top_k, prefix=args.prefix,
                                 exclude_train=args.exclude_train)
     if args.lecture and controls != SamplingControls():

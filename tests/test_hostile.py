@@ -436,3 +436,12 @@ def test_an_emoji_corpus_draws_without_warnings_under_quiet(tmp_path, capsys):
                      "--out", str(tmp_path / "run")]) == 0
     assert [str(w.message) for w in caught if "lyph" in str(w.message)] == []
     assert capsys.readouterr().err == "" and (tmp_path / "run" / "bigram_counts.png").exists()
+
+
+@pytest.mark.parametrize("argv, says", [
+    (["run", "--samples", str(10**11)], "samples (--samples)"),
+    (["run", "--steps", str(10**12)], "steps (--steps)"),
+    (["sample", "--num", str(10**11)], "--num must be from 0 to 1,000,000"),
+])
+def test_counts_past_what_could_finish_are_refused(capsys, argv, says):
+    one_line_exit_2(capsys, argv, says)

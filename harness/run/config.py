@@ -98,6 +98,8 @@ K_MAX = 1e9  # add-k past this is the uniform distribution to float64's digits o
 SEED_LIMIT = 2**64  # torch generators take seeds in [0, 2^64)
 MAX_ORDER = 63  # V^(n-1) contexts must fit int64 ids for any vocabulary (V >= 2); the corpus's V is checked later
 BATCH_MAX = 2**40
+MAX_SAMPLES = 1_000_000  # names drawn at once: 1 M x 64 characters of int64 is 512 MB; more would exhaust memory first
+MAX_STEPS = 10**8  # full-batch gradient steps: past this a run would not end in any time worth waiting
 MAX_THREADS = 1024
 # neural keys: (number kind, minimum, minimum excluded)
 NEURAL_BOUNDS = {"nn_embd": (int, 1, False), "nn_embd2": (int, 1, False), "nn_layer": (int, 1, False),
@@ -251,11 +253,11 @@ def make_run_config(values: dict) -> RunConfig:
         smoothing=smoothing,
         split=_split(v["split"]),
         seed=validate_seed(v["seed"]),
-        samples=_number("samples", v["samples"], int, minimum=0),
+        samples=_number("samples", v["samples"], int, minimum=0, maximum=MAX_SAMPLES),
         device=str(v["device"]),
         k_grid=k_grid,
         losses=losses,
-        steps=_number("steps", v["steps"], int, minimum=1),
+        steps=_number("steps", v["steps"], int, minimum=1, maximum=MAX_STEPS),
         lr=_number("lr", v["lr"], minimum=0.0, strict=True),
         regs=regs,
         batch_size=_number("batch_size", v["batch_size"], int, minimum=0, maximum=BATCH_MAX),
