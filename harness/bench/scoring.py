@@ -161,7 +161,7 @@ def scoring_main(args) -> int:
     """`bench --suite scoring`: measure, merge into scoring.csv, render scoring.md; 1 when a row failed."""
     import torch
 
-    from harness.bench.common import command_line, load_avg, out_dir_for, parse_orders, provenance, torch_threads, write_rows
+    from harness.bench.common import command_line, load_avg, out_dir_for, parse_orders, parse_threads, provenance, torch_threads, write_rows
 
     if args.device not in ("auto", "cpu"):
         raise HarnessError("bench --suite scoring measures the CPU path (KenLM's query is a CPU program); use --device cpu")
@@ -173,10 +173,11 @@ def scoring_main(args) -> int:
     out_dir = out_dir_for(args.out, "scoring", device)
     out_dir.mkdir(parents=True, exist_ok=True)
     load_start = load_avg()
-    with torch_threads(args.threads):
+    threads, _ = parse_threads(args.threads, 1)  # one thread by default: KenLM's query, the peer, runs on one
+    with torch_threads(threads):
         rows = run_scoring(args.corpus, orders, chars, args.kenlm_bin, out_dir, lambda line: print(line, flush=True))
         prov = provenance(device)
-    prov.update(load_avg_start=load_start, threads=args.threads, command=command_line())
+    prov.update(load_avg_start=load_start, threads=threads, command=command_line())
     write_rows([{**r, **prov} for r in rows], out_dir / "scoring.csv", CSV_COLUMNS, key=CSV_KEY)
     (out_dir / "scoring.md").write_text(render_scoring(out_dir / "scoring.csv"))
     print(f"report: {out_dir / 'scoring.md'}", flush=True)
