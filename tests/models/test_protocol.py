@@ -121,7 +121,7 @@ def test_dense_only_where_a_table_exists():
 
 
 def test_families_are_named_in_one_place():
-    assert METHODS == tuple(FAMILIES) == ("count", "gradient", "mlp", "cnn", "gru", "transformer")
+    assert METHODS == tuple(FAMILIES) == ("count", "gradient", "mlp", "cnn", "gru", "transformer", "arpa")
 
 
 @pytest.mark.parametrize("spec, expected", [("0.0", 2.454014), ("1.0", 2.454577)])
