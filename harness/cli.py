@@ -130,7 +130,8 @@ def add_corpus_options(p, run: bool = False) -> None:
 def add_model_arguments(p) -> None:
     p.add_argument("--corpus", default=DEFAULTS.corpus, help="file path or built-in name (default %(default)s)")
     p.add_argument("--order", type=int, default=2, help="n-gram order (default %(default)s)")
-    p.add_argument("--smoothing", default="1", help="add-k k >= 0 (default %(default)s, the lecture's), kn or wb")
+    p.add_argument("--smoothing", default="1", help="add-k k >= 0 (default %(default)s, the lecture's), kn, wb, "
+                   "or auto (k tuned on dev) / interp (weights tuned on dev), which need --split seeded or files:")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default %(default)s)")
     p.add_argument("--split", default="none", help="train on: none = the whole corpus (default, the lecture's), "
                    "seeded = the train part of run's seeded split (with --seed), files:TRAIN,DEV,TEST = the TRAIN file")
@@ -287,7 +288,8 @@ def fit_full(args):
     The training data is the whole corpus (--split none, the lecture's setting), the train part
     of the seeded split (--split seeded, as `run` splits with the same --seed), or the TRAIN
     file of --split files:TRAIN,DEV,TEST. The model is fitted through `fit_configuration`, the
-    run's own fit path, with no dev split. Returns (corpus, model, the training items).
+    run's own fit path; auto (k) and interp (its weights) are tuned on the split's dev part, as
+    `run` tunes them, so they need a split. Returns (corpus, model, the training items).
     """
     from harness.data.corpus import expand_corpus
     from harness.core.memory import memory_budget, parse_bytes
@@ -298,15 +300,21 @@ def fit_full(args):
     order = validate_order(args.order)
     spec = parse_smoothing(args.smoothing)
     validate_seed(args.seed)
-    if spec in TUNED_ON_DEV:
-        raise HarnessError(f"--smoothing {spec} tunes on a dev split; give a number k >= 0, kn or wb (run tunes k and reports it)")
+    if spec in TUNED_ON_DEV and args.split == "none":
+        raise HarnessError(f"--smoothing {spec} tunes on a dev split, which --split none has none of; give --split seeded "
+                           "or files:TRAIN,DEV,TEST, or a number k >= 0, kn or wb")
     device = resolve_device(args.device)
+    dev = None
     if args.split.startswith(FILES_PREFIX):
         corpus, splits, _ = load_split_files(args.split, device)
-        train = splits["train"]
+        train, dev = splits["train"], splits["dev"]
     elif args.split in ("none", "seeded"):
         corpus = load_corpus(args.corpus, device, casefold=args.casefold, min_char_count=args.min_char_count)
-        train = corpus if args.split == "none" else split_corpus(corpus, args.seed)["train"]
+        if args.split == "none":
+            train = corpus
+        else:
+            splits = split_corpus(corpus, args.seed)
+            train, dev = splits["train"], splits["dev"]
     else:
         raise HarnessError(f"--split {args.split!r} is unknown; use none, seeded or files:TRAIN,DEV,TEST")
     budget = memory_budget(device, parse_bytes(args.max_memory))
@@ -314,7 +322,9 @@ def fit_full(args):
         if spec in SMOOTHED_METHODS:
             raise HarnessError("--expand counts add-k models only; kn/wb on the weighted corpus see the same data")
         train = expand_corpus(train, budget)
-    data = FitData(windows_for(train, order, budget), None, device, DEFAULTS)  # sparse where the dense table is past its budget
+    # sparse where the dense table is past its budget; dev only for what tunes on it (k, interp's weights), as run does
+    dev_windows = windows_for(dev, order, budget) if spec in TUNED_ON_DEV else None
+    data = FitData(windows_for(train, order, budget), dev_windows, device, DEFAULTS)
     return corpus, fit_configuration(count_point(order, spec), data).model, train.items
 
 

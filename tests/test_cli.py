@@ -164,3 +164,25 @@ def test_run_samples_follow_the_sampling_keys(names_path, tmp_path):
     assert len(record["samples"]) == 12 and all(s.startswith("jo") and s not in train for s in record["samples"])
     assert "Drawn with top-5, prefix `jo`, names of the training split left out." in (out / "report.md").read_text()
     assert 'prefix = "jo"' in (out / "grid.toml").read_text()
+
+
+@pytest.mark.parametrize("smoothing", ["auto", "interp"])
+def test_score_tunes_on_the_seeded_dev_split_as_run_does(names_path, tmp_path, capsys, smoothing):
+    """issue 18: `score --smoothing auto|interp --split seeded` tunes on the seeded dev part and gives run's test NLL."""
+    from harness.cli import main
+
+    out = tmp_path / "run"
+    assert main(["run", "--device", "cpu", "--quiet", "--corpus", str(names_path), "--orders", "3", "--smoothing", smoothing,
+                 "--samples", "0", "--out", str(out)]) == 0
+    (record,) = json.loads((out / "results.json").read_text())["results"]
+    capsys.readouterr()
+    assert main(["score", "--device", "cpu", "--corpus", str(names_path), "--order", "3", "--smoothing", smoothing,
+                 "--split", "seeded", "--file", str(out / "split" / "test.txt")]) == 0
+    line = capsys.readouterr().out
+    nll = float(line.split("mean NLL ")[1].split()[0])
+    assert nll == pytest.approx(record["test_nll"], abs=1e-6)
+
+
+def test_score_refuses_tuning_without_a_dev_split(names_path, capsys):
+    assert_clean_error_in_process(capsys, ["score", "--corpus", str(names_path), "--order", "3", "--smoothing", "interp",
+                                           "--split", "none", "anna"], "tunes on a dev split", "--split seeded")
