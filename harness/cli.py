@@ -184,7 +184,7 @@ def _run(args, cfg, out: Path, previous: dict | None, device) -> int:
     launcher = "python -m harness"
     if distributed.launched():  # started by torchrun: join its process group; rank 0 alone prints, writes and locks
         device = distributed.init(device)
-        launcher = f"torchrun --nproc_per_node={os.environ.get('LOCAL_WORLD_SIZE', '?')} -m harness"
+        launcher = distributed.launcher()
     main_rank = distributed.is_main()
     progress = Progress(quiet=args.quiet or not main_rank)
     command = f"{launcher} " + shlex.join(sys.argv[1:])

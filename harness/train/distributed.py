@@ -23,7 +23,9 @@ No state lives here beyond what torch.distributed keeps: each function takes wha
 from __future__ import annotations
 
 import os
+import shlex
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Mapping
 
 import torch
@@ -38,6 +40,49 @@ from harness.data.ngrams import Windows, WindowStream, _row_end_at_or_after, cou
 def launched(environ: Mapping[str, str] = os.environ) -> bool:
     """True in a process torchrun started with more than one rank in all (WORLD_SIZE > 1)."""
     return int(environ.get("WORLD_SIZE", "1")) > 1
+
+
+TORCHRUN_MODULES = ("torch.distributed.run", "torch.distributed.launch")
+TORCHRUN_SWITCHES = ("--standalone", "--no-python", "--no_python", "--run-path", "--run_path")  # flags without a value
+
+
+def launcher_from_cmdline(argv: list[str]) -> str | None:
+    """The launcher part of a torchrun agent's command line, as its user typed it ("torchrun
+    --standalone --nproc_per_node=2 -m harness"), or None where `argv` is not torchrun's.
+
+    `torchrun ...` and `python -m torch.distributed.run ...` both count; the flags are those
+    before the rank's own `-m MODULE` or script.
+    """
+    start = None
+    for i, arg in enumerate(argv):
+        if Path(arg).name == "torchrun":
+            start = i + 1
+            break
+        if arg == "-m" and i + 1 < len(argv) and argv[i + 1] in TORCHRUN_MODULES:
+            start = i + 2
+            break
+    if start is None:
+        return None
+    flags, rest = [], iter(argv[start:])
+    for arg in rest:
+        if arg in ("-m", "--module") or not arg.startswith("-"):
+            break  # the rank's module or script
+        flags.append(arg)
+        if "=" not in arg and arg not in TORCHRUN_SWITCHES:
+            flags.append(next(rest, ""))  # "--nproc_per_node 2": the flag's value
+    return shlex.join(["torchrun", *flags, "-m", "harness"])
+
+
+def launcher(environ: Mapping[str, str] = os.environ, proc: Path = Path("/proc")) -> str:
+    """How this rank was started, for the report's command line: torchrun's own flags
+    (--standalone, --rdzv-*) never reach the ranks, so they are read from the parent process,
+    torchrun's agent; where /proc cannot say, the one flag the environment tells (LOCAL_WORLD_SIZE)."""
+    try:
+        argv = (proc / str(os.getppid()) / "cmdline").read_bytes().decode().split("\0")
+        found = launcher_from_cmdline([a for a in argv if a])
+    except (OSError, UnicodeDecodeError):
+        found = None
+    return found or f"torchrun --nproc_per_node={environ.get('LOCAL_WORLD_SIZE', '?')} -m harness"
 
 
 def init(device: torch.device, environ: Mapping[str, str] = os.environ) -> torch.device:

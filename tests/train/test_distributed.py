@@ -141,7 +141,7 @@ def test_torchrun_run_writes_once_and_equals_one_process(tmp_path):
     one = json.loads((single / "results.json").read_text())
     two = json.loads((many / "results.json").read_text())
     assert two["run"]["world_size"] == WORLD and "world_size" not in one["run"]
-    assert two["run"]["command"].startswith(f"torchrun --nproc_per_node={WORLD} -m harness run")
+    assert two["run"]["command"].startswith(f"torchrun --standalone --nproc_per_node={WORLD} -m harness run")
     assert len(two["results"]) == len(one["results"]) == 6
     for a, b in zip(one["results"], two["results"]):
         assert a["status"] == b["status"] == "ok"
@@ -159,3 +159,16 @@ def test_torchrun_run_writes_once_and_equals_one_process(tmp_path):
         assert b.pop("item_nll") == {}
         assert a == b  # the rest (samples included) is identical
     assert (many / "split" / "train.txt").read_text() == (single / "split" / "train.txt").read_text()
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["/v/bin/python", "/v/bin/torchrun", "--standalone", "--nproc_per_node=2", "-m", "harness", "run", "--orders", "2"],
+     "torchrun --standalone --nproc_per_node=2 -m harness"),
+    (["python", "-m", "torch.distributed.run", "--nnodes=2", "--rdzv-endpoint=h:29500", "-m", "harness", "run"],
+     "torchrun --nnodes=2 --rdzv-endpoint=h:29500 -m harness"),
+    (["torchrun", "--nproc_per_node", "2", "--standalone", "-m", "harness"], "torchrun --nproc_per_node 2 --standalone -m harness"),
+    (["python", "-m", "harness", "run"], None),
+    (["bash"], None),
+])
+def test_launcher_reads_torchrun_flags_from_its_command_line(argv, expected):
+    assert distributed.launcher_from_cmdline(argv) == expected
