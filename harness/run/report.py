@@ -20,7 +20,7 @@ from harness.models.families import NEURAL_METHODS, TUNED_K
 from harness.models.smoothed import LABELS as SMOOTHING_LABELS
 from harness.models.smoothed import SHORT_LABELS
 
-FLOAT_KEYS = ("train_nll", "dev_nll", "test_nll", "train_ppl", "dev_ppl", "test_ppl", "smoothing", "count_nll",
+FLOAT_KEYS = ("train_nll", "dev_nll", "test_nll", "train_ppl", "dev_ppl", "test_ppl", "smoothing", "count_nll", "count_train_nll",
               "nll_vs_count", "train_losses", "max_prob_diff", "train_nll_ci", "dev_nll_ci", "test_nll_ci", "item_nll",
               "dev_curve", "best_dev_nll")
 CSV_COLUMNS = ["corpus", "order", "method", "loss", "smoothing", "reg", "train_nll", "dev_nll", "test_nll",
@@ -376,7 +376,12 @@ def figure_specs(results: dict) -> dict[str, tuple]:
         reference = {}
         for r in records:  # the first count model of each order
             if r["method"] == "count":
-                reference.setdefault(f"count order {r['order']} ({label_of(r)}) train NLL", r["train_nll"])
+                reference.setdefault(r["order"], (f"count order {r['order']} ({label_of(r)}) train NLL", r["train_nll"]))
+        for r in records:  # else the reference count model the gradient model was compared with
+            if r["method"] == "gradient" and r.get("count_train_nll") is not None:
+                reference.setdefault(r["order"], (f"count order {r['order']} (k={r['count_k']:g}) train NLL",
+                                                  r["count_train_nll"]))
+        reference = dict(reference.values())
         specs["loss_curves.png"] = ("loss_curves", (curves,), {"reference": reference, "title": "Gradient models: training loss (data + reg) per step"})
     neural = {label_of(r): [(c["step"], c["train_loss"], c["dev_nll"]) for c in r["dev_curve"]] for r in records
               if r["method"] in NEURAL_METHODS and r.get("dev_curve")}

@@ -209,8 +209,11 @@ class Runner:
         """How far a model lies from the run's add-k count model of its order (its reference)."""
         count = self.reference_count_fit(model.order).model
         ref_split = "dev" if "dev" in self.splits else "train"
-        count_nll = self.losses_of(count, intervals=False)[f"{ref_split}_nll"]
-        return {"count_k": count.settings()["smoothing"], "count_nll": count_nll,
+        count_losses = self.losses_of(count, intervals=False)
+        count_nll = count_losses[f"{ref_split}_nll"]
+        # count_train_nll: the level the training-loss figure draws beside the curves, even where no
+        # count configuration ran
+        return {"count_k": count.settings()["smoothing"], "count_nll": count_nll, "count_train_nll": count_losses["train_nll"],
                 "nll_vs_count": own_nll[f"{ref_split}_nll"] - count_nll,
                 "max_prob_diff": float((model.log_prob_table().exp() - count.log_prob_table().exp()).abs().max())}
 

@@ -191,3 +191,19 @@ def test_a_run_gives_the_same_bits_with_one_and_two_threads(names_path, tmp_path
     one, two = records(outs["1"]), records(outs["2"])
     keys = ("train_nll", "dev_nll", "test_nll", "samples", "smoothing", "train_losses", "nll_vs_count", "max_prob_diff")
     assert [{k: r.get(k) for k in keys} for r in one] == [{k: r.get(k) for k in keys} for r in two]
+
+
+def test_loss_curves_draw_the_count_reference_without_a_count_configuration(tmp_path):
+    """issue 18: the training-loss figure's count level is there when only gradient models ran, and it is the
+    train NLL of the add-k model a count run of the same k gives."""
+    from harness.run.report import figure_specs
+
+    grad, count = tmp_path / "grad", tmp_path / "count"
+    assert run_cli("run", *SMALL, "--orders", "2", "--methods", "gradient", "--smoothing", "0.5", "--steps", "5",
+                   "--out", str(grad)) == 0
+    assert run_cli("run", *SMALL, "--orders", "2", "--methods", "count", "--smoothing", "0.5", "--out", str(count)) == 0
+    (g,), (c,) = records(grad), records(count)
+    assert g["count_train_nll"] == pytest.approx(c["train_nll"], abs=1e-12)
+    reference = figure_specs(json.loads((grad / "results.json").read_text()))["loss_curves.png"][2]["reference"]
+    assert reference == {"count order 2 (k=0.5) train NLL": g["count_train_nll"]}
+    assert (grad / "loss_curves.png").exists()
