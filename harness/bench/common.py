@@ -69,8 +69,10 @@ def time_call(step: Callable[[], object], device: torch.device, repetitions: int
     return float(q[0]), float(q[1]), float(q[2]), repetitions
 
 
-def timed(step: Callable[[], object], device: torch.device, min_seconds: float, max_repeats: int = 50) -> tuple[float, int]:
-    """Median seconds of `step` over repeats until `min_seconds` have passed, and the repeats timed.
+def timed(step: Callable[[], object], device: torch.device, min_seconds: float,
+          max_repeats: int = 50) -> tuple[float, int, float]:
+    """Median seconds of `step` over repeats until `min_seconds` have passed, the repeats timed, and
+    their p80/p20 spread (NaN below 3 repeats: one or two passes say nothing of their noise).
 
     For passes from milliseconds to minutes: one untimed call first, unless that call alone took
     `min_seconds` (a 60 s pass over an expanded corpus runs once and is its own figure).
@@ -80,7 +82,7 @@ def timed(step: Callable[[], object], device: torch.device, min_seconds: float, 
     sync(device)
     first = time.perf_counter() - t0
     if first >= min_seconds:
-        return first, 1
+        return first, 1, float("nan")
     times, spent = [], 0.0
     while spent < min_seconds and len(times) < max_repeats:
         t0 = time.perf_counter()
@@ -88,7 +90,12 @@ def timed(step: Callable[[], object], device: torch.device, min_seconds: float, 
         sync(device)
         times.append(time.perf_counter() - t0)
         spent += times[-1]
-    return float(torch.tensor(times, dtype=torch.float64).median()), len(times)
+    seconds = torch.tensor(times, dtype=torch.float64)
+    ratio = float("nan")
+    if len(times) >= 3:
+        p20, p80 = torch.quantile(seconds, torch.tensor([0.2, 0.8], dtype=torch.float64)).tolist()
+        ratio = spread(p20, p80)
+    return float(seconds.median()), len(times), ratio
 
 
 def spread(low: float, high: float) -> float:

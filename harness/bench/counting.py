@@ -21,7 +21,7 @@ import time
 
 import torch
 
-from harness.bench.common import LOAD_COLUMNS, sync, timed
+from harness.bench.common import LOAD_COLUMNS, sync, timed, wide_spread
 from harness.core.constants import LECTURE_SEED
 from harness.core.memory import memory_budget, peak_bytes
 from harness.data.corpus import Corpus, ExpandedCorpus, expand_corpus, load_corpus
@@ -34,7 +34,7 @@ QUICK_BASELINE_CHARS = 20_000
 METHODS = ("expand", "harness", "harness-stream", "lecture-dict", "nltk-mle")
 CSV_COLUMNS = [
     "corpus", "expanded", "method", "order", "chars", "seconds", "chars_per_s", "speedup_vs_lecture",
-    "repeats", "peak_bytes", "budget_bytes", "note",
+    "repeats", "spread", "wide_spread", "peak_bytes", "budget_bytes", "note",
     "device", "device_name", "machine", *LOAD_COLUMNS, "load_avg", "torch", "python", "nltk", "git_commit", "timestamp",
 ]
 CSV_KEY = ["corpus", "expanded", "method", "order"]  # a new row replaces an old one with the same key
@@ -121,10 +121,11 @@ def run_counting(corpus_spec: str, orders, device: torch.device, expand: bool, m
         for method, make in paths:
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
-            seconds, repeats = timed(lambda: count(make()), device, min_seconds)
+            seconds, repeats, ratio = timed(lambda: count(make()), device, min_seconds)
             kind = "chunked" if isinstance(make(), WindowStream) else "all windows at once"
             harness_rows[method] = {**base, "method": method, "order": order, "chars": processed, "seconds": seconds,
                                     "chars_per_s": processed / seconds, "repeats": repeats,
+                                    "spread": ratio, "wide_spread": wide_spread(ratio),
                                     "peak_bytes": peak_bytes(device),
                                     "note": f"{kind}; " + ("every row" if expand else
                                             ("unique items with weights" if corpus.weights is not None else "every item"))}

@@ -299,11 +299,13 @@ def render_counting(csv_path: Path, commands: list[str] | None = None) -> str:
                                       for r in measured.itertuples()])
         table = cells.pivot_table(index="order", columns="method", values="cell", aggfunc="first")
         table = table[[m for m in COUNTING_METHODS if m in table.columns]]
-        lines += ["Characters per second (× the lecture's dict loop):", "", table.to_markdown(), ""]
         detail = measured[measured["method"].str.startswith("harness")]
+        lines += spread_warnings(detail, "harness passes")
+        lines += ["Characters per second (× the lecture's dict loop):", "", table.to_markdown(), ""]
         lines += ["Harness passes:", "", pd.DataFrame({
             "order": detail["order"], "method": detail["method"], "characters": detail["chars"].map("{:,}".format),
             "seconds": detail["seconds"].map("{:.3f}".format), "repeats": detail["repeats"],
+            "p80/p20": [_spread_cell(r) for _, r in detail.iterrows()],
             "peak memory": detail["peak_bytes"].map(_gib), "chunk budget": detail["budget_bytes"].map(_gib),
             "how": detail["note"],
         }).to_markdown(index=False), ""]
@@ -419,16 +421,20 @@ def render_smoothing(csv_path: Path) -> str:
             "fit": fits["chars_per_s"].map(_smoothing_rate),
             "fit s": fits["seconds"].map(lambda s: "—" if s != s else f"{s:.3f}"),
             "fit × nltk": [_times(r, ref_fit.get(o)) for (o, _), r in fits["chars_per_s"].items()],
+            "fit p80/p20": [_spread_cell(r) for _, r in fits.iterrows()],
             "score (subset)": sub["chars_per_s"].reindex(fits.index).map(_smoothing_rate),
             "score × nltk": [_times(r, ref_score.get(o)) for (o, _), r in sub["chars_per_s"].reindex(fits.index).items()],
             "dev NLL (subset)": sub["nll_nats"].reindex(fits.index).map(_nll),
             "score (dev)": full["chars_per_s"].reindex(fits.index).map(_smoothing_rate),
             "dev NLL (dev)": full["nll_nats"].reindex(fits.index).map(_nll),
+            "dev p80/p20": [_spread_cell(r) for _, r in full.reindex(fits.index).iterrows()],
         })
         table.index = [f"{o} {label}" for o, label in table.index]
         table.index.name = "order, method"
+        lines += spread_warnings(group[group["method"] != "nltk-kn"], "rows of ours")
         lines += ["Characters per second (× nltk-kn d=0.1 of the same order), and dev NLL in nats per predicted "
-                  "character:", "", table.to_markdown(disable_numparse=True), ""]
+                  "character; p80/p20 is the spread of our repeats (*wide* above " f"{SPREAD_LIMIT:g}; nltk runs once):",
+                  "", table.to_markdown(disable_numparse=True), ""]
         lines += _subset_sentence(group) + _nll_sentences(group)
     return "\n".join(lines) + "\n"
 

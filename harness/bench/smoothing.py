@@ -30,7 +30,7 @@ import time
 
 import torch
 
-from harness.bench.common import LOAD_COLUMNS, timed
+from harness.bench.common import LOAD_COLUMNS, timed, wide_spread
 from harness.data.corpus import Corpus, load_corpus
 from harness.data.ngrams import windows
 from harness.data.splits import split_corpus
@@ -46,7 +46,7 @@ NLTK_MAX_TRAIN_CHARS = 2_000_000  # nltk fits Python tuples of every copy: past 
 METHODS = ("harness-kn", "harness-wb", "harness-kn-nltkdef", "nltk-kn")
 CSV_COLUMNS = [
     "corpus", "order", "method", "discount", "phase", "scope", "items", "chars", "seconds", "chars_per_s",
-    "repeats", "nll_nats", "note",
+    "repeats", "spread", "wide_spread", "nll_nats", "note",
     "command", "split_seed", *LOAD_COLUMNS, "device", "device_name", "machine", "load_avg", "torch", "python", "nltk",
     "git_commit", "timestamp",
 ]
@@ -177,7 +177,7 @@ def run_smoothing(corpus_spec: str, orders, device: torch.device, nltk_seconds: 
             for d in (NLTK_DISCOUNTS if method == "harness-kn-nltkdef" else (None,)):
                 fit = _ours(method, d)
                 dev_win = windows(dev, order)
-                seconds, repeats = timed(lambda: fit(windows(train, order), dev_win), device, min_seconds)
+                seconds, repeats, ratio = timed(lambda: fit(windows(train, order), dev_win), device, min_seconds)
                 model = fit(windows(train, order), dev_win)
                 row = {**base, "order": order, "method": method, "discount": d}
                 if method == "harness-kn":
@@ -185,13 +185,15 @@ def run_smoothing(corpus_spec: str, orders, device: torch.device, nltk_seconds: 
                         f"{k}: " + ", ".join(f"{x:.3f}" for x in D) + (" (fallback)" if fb else "")
                         for k, (D, fb) in enumerate(zip(model.discounts, model.fallback), start=1))
                 rows_here = [{**row, "phase": "fit", "scope": "train", "items": train.num_items(), "chars": train_chars,
-                              "seconds": seconds, "chars_per_s": train_chars / seconds, "repeats": repeats}]
+                              "seconds": seconds, "chars_per_s": train_chars / seconds, "repeats": repeats,
+                              "spread": ratio, "wide_spread": wide_spread(ratio)}]
                 for scope, part in scopes:
                     chars = part.num_predictions()
-                    seconds, repeats = timed(lambda: mean_nll(model, windows(part, order)), device, min_seconds)
+                    seconds, repeats, ratio = timed(lambda: mean_nll(model, windows(part, order)), device, min_seconds)
                     rows_here.append({**base, "order": order, "method": method, "discount": d, "phase": "score",
                                       "scope": scope, "items": part.num_items(), "chars": chars, "seconds": seconds,
                                       "chars_per_s": chars / seconds, "repeats": repeats,
+                                      "spread": ratio, "wide_spread": wide_spread(ratio),
                                       "nll_nats": mean_nll(model, windows(part, order))})
                 subset_rows += rows_here
                 shown = rows_here[-1]

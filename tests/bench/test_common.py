@@ -20,11 +20,26 @@ def test_time_call_quantiles_are_ordered_and_near_a_known_sleep():
 
 def test_timed_repeats_a_short_step_and_runs_a_long_one_once():
     calls = []
-    seconds, repeats = common.timed(lambda: calls.append(1), CPU, min_seconds=0.01, max_repeats=7)
+    seconds, repeats, ratio = common.timed(lambda: calls.append(1), CPU, min_seconds=0.01, max_repeats=7)
     assert repeats == 7 and len(calls) == 8 and seconds >= 0  # one untimed call, then the repeats
+    assert ratio >= 1.0  # p80 / p20 of the repeats
     calls.clear()
-    seconds, repeats = common.timed(lambda: (calls.append(1), time.sleep(0.02)), CPU, min_seconds=0.01)
+    seconds, repeats, ratio = common.timed(lambda: (calls.append(1), time.sleep(0.02)), CPU, min_seconds=0.01)
     assert repeats == 1 and len(calls) == 1 and seconds >= 0.02
+    assert ratio != ratio  # one pass: its spread is unknown (NaN), never a made-up 1
+
+
+def test_timed_spread_is_p80_over_p20_of_the_repeats(monkeypatch):
+    """The spread against numpy's quantiles of the same (faked) timings: 1, 2, ..., 10 ms."""
+    import numpy as np
+
+    ticks = iter([0.0, 0.0] + [x for i in range(1, 11) for x in (0.0, i / 1000)])  # untimed call, then 10 timed
+    monkeypatch.setattr(common.time, "perf_counter", lambda: next(ticks))
+    seconds, repeats, ratio = common.timed(lambda: None, CPU, min_seconds=1.0, max_repeats=10)
+    times = np.arange(1, 11) / 1000
+    assert repeats == 10
+    assert seconds == pytest.approx(float(np.median(times)), rel=0.2)  # torch's median is the lower middle one
+    assert ratio == pytest.approx(np.quantile(times, 0.8) / np.quantile(times, 0.2))
 
 
 def test_torch_threads_sets_and_restores():  # harness.core.env's, re-exported for the suites

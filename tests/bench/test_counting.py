@@ -47,4 +47,8 @@ def test_bench_counting_records_threads_and_load(tmp_path):
     df = pd.read_csv(out / "counting.csv", keep_default_na=False, na_values=[""])
     assert list(df.columns) == CSV_COLUMNS and (df["threads"] == 1).all()
     md = (out / "counting.md").read_text()
+    harness_rows = df[df["method"].str.startswith("harness")]
+    # repeated passes carry their p80/p20 (>= 1), shown in the passes table; one-pass baselines have none
+    assert (harness_rows["repeats"] < 3).all() or (harness_rows.loc[harness_rows["repeats"] >= 3, "spread"] >= 1).all()
+    assert df.loc[df["method"] == "lecture-dict", "spread"].isna().all() and "p80/p20" in md.split("Harness passes:")[1]
     assert "1 torch CPU thread(s)" in md and f"before: {df['load_avg_start'].iloc[-1]}" in md

@@ -44,7 +44,10 @@ def check_ours(df, md):
     assert (f"latest run: 1 torch CPU thread(s) of {int(df['cores'].iloc[0])} cores" in md
             and f"after: {df['load_avg_end'].iloc[-1]}" in md)
     assert md.startswith("# Smoothed count models against nltk.lm.KneserNeyInterpolated")
+    ours = df[df["method"] != "nltk-kn"]
+    assert ((ours["repeats"] < 3) | (ours["spread"] >= 1)).all()  # a repeated row's p80/p20 is recorded
     for text in ("## Environment", "load average", "## Where nltk's Kneser-Ney and ours differ", "| order, method",
+                 "fit p80/p20", "dev p80/p20",
                  "2 harness-kn ", "2 harness-kn-nltkdef d=0.75"):
         assert text in md, text
 
