@@ -45,6 +45,16 @@ def dumps(obj) -> str:
     return json.dumps(_encode(obj), indent=2, ensure_ascii=False, allow_nan=False) + "\n"
 
 
+TEMPORARY_SUFFIX = ".tmp"  # write_atomic's temporaries: .NAME.XXXXXXXX.tmp beside NAME
+
+
+def stale_temporaries(folder: Path) -> list[Path]:
+    """The temporaries under a run folder: write_atomic's and the neural checkpoints' (NAME.tmp), which a
+    writer killed between its write and its rename leaves; only call it holding the folder's lock,
+    when no writer can be alive."""
+    return sorted(p for p in Path(folder).rglob(f"*{TEMPORARY_SUFFIX}") if p.is_file())
+
+
 def write_atomic(path: Path, text: str) -> None:
     """Write to a temporary file beside `path`, then rename: a crash never leaves half a file.
 
@@ -55,7 +65,7 @@ def write_atomic(path: Path, text: str) -> None:
     path = Path(path)
     tmp = None
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMPORARY_SUFFIX)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
         os.chmod(tmp, 0o644)  # mkstemp makes it private; a report is for reading

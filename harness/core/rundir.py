@@ -16,6 +16,7 @@ import socket
 from pathlib import Path
 
 from harness.core.errors import HarnessError
+from harness.core.jsonio import stale_temporaries
 
 LOCK_NAME = ".lock"
 RESULTS_NAME = "results.json"
@@ -98,6 +99,8 @@ def claim_run_folder(folder: Path, command: str, resume: bool = False, overwrite
             if not (folder / RESULTS_NAME).is_file():
                 raise HarnessError(f"--resume {folder}: no {RESULTS_NAME} there, so there is no run to resume; "
                                    "start it without --resume")
+            for tmp in stale_temporaries(folder):  # half-written by a run killed mid-write; we hold the lock
+                tmp.unlink(missing_ok=True)
         elif others and not overwrite:
             what = "holds a run" if (folder / RESULTS_NAME).exists() else "is not empty and holds no run"
             raise HarnessError(f"--out {folder} {what}; use --resume {folder} to finish that run, --overwrite to "

@@ -77,3 +77,18 @@ def test_content_hash_tells_contents_apart():
     assert content_hash("ab", "c") != content_hash("a", "bc")
     assert content_hash({"a": 1, "b": 2}) == content_hash({"b": 2, "a": 1})
     assert content_hash(b"x") == content_hash("x")
+
+
+def test_resume_removes_temporaries_a_killed_writer_left(tmp_path):
+    """A writer killed between its write and its rename leaves .NAME.XXXX.tmp (or NAME.tmp): --resume, holding
+    the lock, removes them and nothing else."""
+    run = tmp_path / "run"
+    claim_run_folder(run, "first").release()
+    (run / "results.json").write_text("{}")
+    (run / ".results.csv.u5ihq1k8.tmp").write_text("half")
+    (run / "checkpoints" / "k").mkdir(parents=True)
+    (run / "checkpoints" / "k" / "checkpoint.pt.tmp").write_bytes(b"half")
+    (run / "checkpoints" / "k" / "checkpoint.pt").write_bytes(b"whole")
+    claim_run_folder(run, "resume", resume=True).release()
+    assert not list(run.rglob("*.tmp"))
+    assert (run / "results.json").read_text() == "{}" and (run / "checkpoints" / "k" / "checkpoint.pt").exists()
