@@ -136,7 +136,8 @@ def _fit_gradient(point: dict, data: FitData) -> Fitted:
                                 loss=loss if loss != SUFFSTATS else "torch", input=cfg.input,
                                 additive=cfg.additive, seed=cfg.seed)
     fit = fit_gradient(data.train, settings, data.device, progress=data.progress)
-    return Fitted(fit.model, {"fit_seconds": fit.fit_seconds, "compile_seconds": fit.compile_seconds,
+    return Fitted(fit.model, {"fit_seconds": fit.fit_seconds, "fit_seconds_range": fit.fit_seconds_range(),
+                              "compile_seconds": fit.compile_seconds,
                               "steps_per_second": fit.steps_per_second, "train_losses": fit.losses})
 
 

@@ -1,8 +1,8 @@
 """`python -m harness compare RUN_A RUN_B`: differences between two runs, with their noise.
 
 NLL deltas carry 95 % bootstrap intervals (paired over the same items when both runs used the
-same split, unpaired otherwise); fit-time ratios are printed only where both fits were long
-enough for a ratio to mean something.
+same split, unpaired otherwise); fit-time ratios are printed only where the two
+fits' time bands (repeated timings of short fits, step times of gradient models) do not overlap.
 """
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ import torch
 from harness.evaluation.intervals import Interval, beyond_noise, paired_difference, unpaired_difference
 
 
-TIMING_FLOOR_SECONDS = 0.5  # shorter fits swing 30x between identical runs: their ratio is noise
 
 
 def nll_difference(a: dict, b: dict, ra: dict, rb: dict, split: str) -> tuple[float, Interval | None, str] | None:
@@ -72,7 +71,7 @@ def matched_pairs(a: dict, b: dict) -> list[tuple[dict, dict]]:
 def compare_runs(a: dict, b: dict, name_a: str, name_b: str) -> str:
     """Markdown table of B − A per configuration present in both: NLL deltas with their 95 % bootstrap
     intervals (paired over the same items when both runs used the same split), and fit-time ratios only
-    where both fits took long enough for a ratio to mean something."""
+    beyond the noise of the two timings (`time_ratio_cell`)."""
     by_key = {r["key"]: r for r in a["results"] if r.get("status") == "ok"}
     pairs = matched_pairs(a, b)
     rows, kinds = [], set()
@@ -86,11 +85,7 @@ def compare_runs(a: dict, b: dict, name_a: str, name_b: str) -> str:
             if difference is not None and difference[2]:
                 kinds.add(difference[2])
             row[f"Δ{split} NLL"] = delta_cell(difference)
-        ta, tb = other.get("fit_seconds"), r.get("fit_seconds")
-        if ta and tb and min(ta, tb) >= TIMING_FLOOR_SECONDS:
-            row["fit time B/A"] = f"{tb / ta:.2f}×"
-        else:
-            row["fit time B/A"] = f"— (under {TIMING_FLOOR_SECONDS:g} s)" if ta and tb else "—"
+        row["fit time B/A"] = time_ratio_cell(other, r)
         row["same samples"] = "yes" if other.get("samples") == r.get("samples") else "no"
         rows.append(row)
     only_a = sorted(set(by_key) - {ra["key"] for ra, _ in pairs})
@@ -104,8 +99,9 @@ def compare_runs(a: dict, b: dict, name_a: str, name_b: str) -> str:
         lines += ["", "Intervals: 95 % bootstrap, " + "; ".join(how[k] for k in sorted(kinds))
                   + ". A difference is beyond noise when its interval excludes 0. Train NLL deltas carry no interval "
                   "(the train items are not stored per item)."]
-    lines += ["", f"Fit-time ratios are shown only where both fits took at least {TIMING_FLOOR_SECONDS:g} s; "
-              "shorter ones swing many-fold between identical runs on a shared machine."]
+    lines += ["", "Fit-time ratios are shown only beyond noise: where the two fits' time bands do not overlap. A fit "
+              "under 1 s is timed 5 times (its band: the fastest to the slowest), a gradient model's band comes from "
+              "its steps' p20-p80 times; a neural fit (its budget is its time) or an older run has no band."]
     if only_a:
         lines += ["", "Only in A: " + ", ".join(f"`{k}`" for k in only_a)]
     if only_b:
@@ -132,3 +128,16 @@ def comparability(a: dict, b: dict) -> str | None:
         return f"the runs split the corpus differently ({ca.get('split')}, seed {a['run']['config'].get('seed')} vs " \
                f"{cb.get('split')}, seed {b['run']['config'].get('seed')}): the NLL deltas compare different data"
     return None
+
+
+def time_ratio_cell(a: dict, b: dict) -> str:
+    """B's fit time over A's where their bands (fit_seconds_range) do not overlap; else why not."""
+    ta, tb = a.get("fit_seconds"), b.get("fit_seconds")
+    if not (ta and tb):
+        return "—"
+    band_a, band_b = a.get("fit_seconds_range"), b.get("fit_seconds_range")
+    if not (band_a and band_b):
+        return "— (no noise band)"
+    if band_b[1] < band_a[0] or band_a[1] < band_b[0]:
+        return f"{tb / ta:.2f}×"
+    return "≈ (within noise)"

@@ -30,6 +30,9 @@ from harness.evaluation.sampling import SamplingControls, sample_names
 from harness.run.models_io import save_fitted
 from harness.data.splits import FILES_PREFIX, SPLIT_NAMES, load_split_files, split_corpus, write_split
 
+REPEAT_UNDER_SECONDS = 1.0  # fits shorter than this are timed again, for a noise band of their time
+REPEATED_FITS = 5
+
 
 def corpus_stats(corpus: Corpus, splits: dict[str, Corpus]) -> dict:
     """Sizes a report states: items (with weights), unique items, characters, vocabulary, splits."""
@@ -151,15 +154,33 @@ class Runner:
             data = FitData(self.splits["train"], self.splits.get("dev"), self.device, self.cfg, progress=progress,
                            checkpoint_dir=self.checkpoint_dir(point), resume=self.resume)
             return fit_configuration(point, data)
-        train = self.win(order, "train")
-        data = FitData(train, self.win(order, "dev") if "dev" in self.splits else None, self.device, self.cfg,
-                       counter=self.counter(train), progress=progress, vocab=self.corpus.vocab)
+        data = self.order_data(order, progress)
         if not family(point["method"]).reused:
             return fit_configuration(point, data)
         key = config_key(point)
         if key not in self._kept_fits:
             self._kept_fits[key] = fit_configuration(point, data)
         return self._kept_fits[key]
+
+    def order_data(self, order: int, progress=None) -> FitData:
+        """What an n-gram family's fit of `order` uses: the order's train and dev windows."""
+        train = self.win(order, "train")
+        return FitData(train, self.win(order, "dev") if "dev" in self.splits else None, self.device, self.cfg,
+                       counter=self.counter(train), progress=progress, vocab=self.corpus.vocab)
+
+    def fit_seconds_range(self, point: dict, record: dict) -> list[float] | None:
+        """[low, high] of a short fit's time over REPEATED_FITS fits (the recorded one and fresh refits, at
+        most REPEAT_UNDER_SECONDS in all), so that `compare` shows time ratios only beyond their noise.
+        A fit that took longer keeps its own estimate (a gradient model's, from its steps) or none (neural
+        families, whose wall time is their budget)."""
+        seconds = record.get("fit_seconds")
+        if record.get("fit_seconds_range") or seconds is None or not family(point["method"]).per_order \
+                or seconds >= REPEAT_UNDER_SECONDS or distributed.world_size() > 1:  # ranks must call collectives alike
+            return record.get("fit_seconds_range")
+        runs, data = [seconds], self.order_data(point["order"])
+        while len(runs) < REPEATED_FITS and sum(runs) < REPEAT_UNDER_SECONDS:
+            runs.append(fit_configuration(point, data).record["fit_seconds"])
+        return [min(runs), max(runs)] if len(runs) >= 3 else None
 
     def reference_count_fit(self, order: int) -> Fitted:
         """The count model a gradient model is compared with: the run's first add-k smoothing (auto when
@@ -227,6 +248,7 @@ class Runner:
             record.update(status="skipped", error=str(why))
             return record
         record.update(fit.record)
+        record["fit_seconds_range"] = self.fit_seconds_range(point, record)
         if self.save_to is not None:  # RUN/models/<key>.pt, what score/sample/export --model load
             record["model_file"] = save_fitted(self.save_to, point, record["key"], fit.model, self.corpus.vocab,
                                                self.splits["train"], record)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import math
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -75,6 +75,19 @@ class GradientFit:
     fit_seconds: float
     losses: list[float]  # training loss (data + reg) at each step, before its update
     compile_seconds: float = 0.0  # part of fit_seconds spent compiling (the compiled backend's first calls)
+    step_seconds: list[float] = field(default_factory=list)  # each step's wall time (the noise of fit_seconds)
+
+    def fit_seconds_range(self) -> list[float] | None:
+        """[low, high] of fit_seconds under the noise its steps show: fit_seconds scaled by p20/median and
+        p80/median of the per-step times (wider than the noise of their sum: a conservative band);
+        None below 5 steps."""
+        if len(self.step_seconds) < 5:
+            return None
+        times = torch.tensor(self.step_seconds, dtype=torch.float64)
+        p20, median, p80 = torch.quantile(times, torch.tensor([0.2, 0.5, 0.8], dtype=torch.float64)).tolist()
+        if not median > 0:
+            return None
+        return [self.fit_seconds * p20 / median, self.fit_seconds * p80 / median]
 
     @property
     def steps_per_second(self) -> float:
@@ -122,10 +135,11 @@ def fit_gradient(train: Windows, settings: GradientSettings, device, progress=No
     part, scale = (slice(None), 1.0) if counts is not None else distributed.batch_part(len(target), weight)
     if distributed.world_size() > 1:
         model.tables, loss_of = distributed.data_parallel(model.tables, loss_of, torch.device(device))
-    losses = []
+    losses, step_seconds = [], []
     compiled_before = _compile_seconds()
     _sync(device)
     start = time.perf_counter()
+    last = start
     with one_cpu_thread(device):  # bit-identical losses whatever the thread count (see one_cpu_thread)
         for step in range(settings.steps):
             if sampler is not None:
@@ -148,10 +162,14 @@ def fit_gradient(train: Windows, settings: GradientSettings, device, progress=No
                 raise HarnessError(
                     f"training diverged at step {step + 1} (loss {losses[-1]}); lower --lr (now {settings.lr:g})"
                 )
+            now = time.perf_counter()  # losses[-1] synchronised the step
+            step_seconds.append(now - last)
+            last = now
             if progress is not None:
                 progress(step)
     _sync(device)
-    return GradientFit(model, time.perf_counter() - start, losses, float(_compile_seconds() - compiled_before))
+    return GradientFit(model, time.perf_counter() - start, losses, float(_compile_seconds() - compiled_before),
+                       step_seconds)
 
 
 @contextmanager

@@ -85,3 +85,35 @@ def test_the_report_states_threads_and_load_around_the_run(runs):
     line = next(x for x in text.splitlines() if x.startswith("- threads: "))
     assert f"{load_info['threads']} of {load_info['cores']} cores" in line
     assert f"{load_info['start'][0]:.2f}" in line and f"{load_info['end'][0]:.2f}" in line
+
+
+def test_short_fits_carry_a_time_band_from_repeated_fits(runs):
+    for r in load(runs / "kn")["results"]:
+        low, high = r["fit_seconds_range"]  # fits of a 3,000-name corpus take milliseconds: timed 5 times
+        assert 0 < low <= r["fit_seconds"] <= high
+
+
+def test_a_gradient_fits_time_band_comes_from_its_step_times():
+    """The band against numpy's quantiles of the same step times, scaled to the fit's total."""
+    import numpy as np
+
+    from harness.train.fit import GradientFit
+
+    steps = [0.010, 0.011, 0.012, 0.030, 0.009, 0.010, 0.013, 0.011]
+    fit = GradientFit(model=None, fit_seconds=sum(steps), losses=[0.0] * len(steps), step_seconds=steps)
+    p20, median, p80 = np.quantile(steps, [0.2, 0.5, 0.8])
+    assert fit.fit_seconds_range() == pytest.approx([sum(steps) * p20 / median, sum(steps) * p80 / median])
+    assert GradientFit(model=None, fit_seconds=1.0, losses=[0.0] * 3, step_seconds=[0.3] * 3).fit_seconds_range() is None
+
+
+@pytest.mark.parametrize("band_a, band_b, expected", [
+    ([0.9, 1.1], [1.9, 2.2], "2.00×"),          # disjoint: a ratio beyond noise
+    ([0.9, 1.1], [1.0, 2.2], "≈ (within noise)"),  # overlapping bands: no ratio shown
+    (None, [1.9, 2.2], "— (no noise band)"),
+])
+def test_compare_shows_a_time_ratio_only_beyond_noise(band_a, band_b, expected):
+    from harness.run.compare import time_ratio_cell
+
+    a = {"fit_seconds": 1.0, "fit_seconds_range": band_a}
+    b = {"fit_seconds": 2.0, "fit_seconds_range": band_b}
+    assert time_ratio_cell(a, b) == expected
