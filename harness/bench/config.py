@@ -53,6 +53,9 @@ CPU_VS = (27, 729, 4096, 32768)
 QUICK_CPU_SHAPES = ((2**18 // 729, 729),)  # --quick on CPU: one shape, every backend once (README)
 QUICK_REPETITIONS = 10  # --quick's timed repetitions, unless --repetitions is given
 QUICK_PASSES = ("fwd+bwd",)  # --quick's passes, unless --passes is given: each backend compiles once
+# --quick's CPU backends, unless --backends is given: torch.compile(F.cross_entropy)'s first compile on a
+# machine took 32-59 s of a cold --quick's 82-109 s here, past the minute --quick is for
+QUICK_CPU_BACKENDS = tuple(name for name in VARIANTS if name != "torch-compile")
 GPU_NS = tuple(2**k for k in range(12, 25))
 GPU_VS = (27, 4096, 32768, 729, 131072)  # the headline vocabularies first (see run_bench's loop)
 
@@ -126,7 +129,10 @@ def make_bench_config(args: argparse.Namespace) -> BenchConfig:
     bad = [d for d in dtypes if d not in DTYPES]
     if bad or not dtypes:
         raise HarnessError(f"--dtype: unknown {', '.join(bad) or '(none given)'}; choose among {', '.join(DTYPES)}")
-    backends = tuple(dict.fromkeys(split_list(args.backends)))
+    if args.backends is None:
+        backends = QUICK_CPU_BACKENDS if args.quick and device.type == "cpu" else tuple(VARIANTS)
+    else:
+        backends = tuple(dict.fromkeys(split_list(args.backends)))
     if backends == ("all",):
         backends = tuple(VARIANTS)
     bad = [b for b in backends if b not in VARIANTS]

@@ -37,8 +37,8 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     p = parser
     p.add_argument("--device", default=DEFAULTS.device, help="auto, cpu or cuda (default %(default)s)")
     p.add_argument("--quick", action="store_true",
-                   help="a small grid: on CPU one shape (N=359, V=729, fp32, forward+backward), every backend once, "
-                        f"{QUICK_REPETITIONS} repetitions (under a minute)")
+                   help="a small grid: on CPU one shape (N=359, V=729, fp32, forward+backward), every backend but "
+                        f"torch-compile once, {QUICK_REPETITIONS} repetitions (under a minute)")
     p.add_argument("--threads", default=None, metavar="N|auto",
                    help="torch CPU threads while measuring (default: auto for the loss and training suites, the cores "
                         "the load average leaves free, at least 1; 1 with --counting and --smoothing, whose baselines "
@@ -49,8 +49,9 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--v", nargs="+", default=None, metavar="V", help="vocabulary sizes V (default: the device's grid)")
     p.add_argument("--dtype", nargs="+", default=None, metavar="DTYPE",
                    help=f"dtypes among {', '.join(DTYPES)} (default {','.join(DEFAULTS.dtypes)}; fp32 with --quick)")
-    p.add_argument("--backends", nargs="+", default=[",".join(DEFAULTS.backends)], metavar="NAME",
-                   help="backend variants (default: all): " + ", ".join(VARIANTS))
+    p.add_argument("--backends", nargs="+", default=None, metavar="NAME",
+                   help="backend variants (default: all; with --quick on CPU all but torch-compile, whose first "
+                        "compile alone takes 30-60 s here): " + ", ".join(VARIANTS))
     p.add_argument("--passes", nargs="+", default=None, metavar="PASS",
                    help=f"fwd and/or fwd+bwd (default {','.join(DEFAULTS.passes)}; fwd+bwd with --quick)")
     p.add_argument("--repetitions", type=int, default=None,

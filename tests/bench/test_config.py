@@ -51,11 +51,11 @@ def test_suite_defaults_and_validation():
             bench.make_bench_config(parse("--device", "cpu", *argv))
 
 
-def test_quick_is_one_shape_with_every_backend_and_fewer_repetitions():
+def test_quick_is_one_shape_with_every_backend_but_torch_compile_and_fewer_repetitions():
     cpu = torch.device("cpu")
     assert bench.default_shapes(cpu, True, [], []) == [(359, 729)] == list(bench.QUICK_CPU_SHAPES)
     config = bench.make_bench_config(parse("--device", "cpu", "--quick"))
-    assert config.backends == tuple(bench.VARIANTS) and config.dtypes == ("fp32",) and config.suites == ("loss",)
+    assert config.backends == bench.QUICK_CPU_BACKENDS and config.dtypes == ("fp32",) and config.suites == ("loss",)
     assert config.repetitions == bench.QUICK_REPETITIONS and config.passes == ("fwd+bwd",)
     assert bench.make_bench_config(parse("--device", "cpu", "--quick", "--passes", "fwd")).passes == ("fwd",)
     assert bench.make_bench_config(parse("--device", "cpu")).passes == bench.PASSES
@@ -78,3 +78,14 @@ def test_threads_default_to_auto_and_take_a_number(monkeypatch):
 def test_shapes_past_2_to_the_40_elements_are_refused():
     with pytest.raises(HarnessError, match="--n/--v: N x V"):
         bench.make_bench_config(parse("--device", "cpu", "--n", "2^30", "--v", "2^11"))
+
+
+def test_quick_on_cpu_leaves_out_torch_compile_unless_asked():
+    """--quick's minute: torch.compile(F.cross_entropy)'s first compile alone took 32-59 s here, so it is not a
+    default --quick row on CPU; every other backend is, and --backends still picks it."""
+    quick = bench.make_bench_config(parse("--device", "cpu", "--quick"))
+    assert quick.backends == tuple(b for b in bench.VARIANTS if b != "torch-compile")
+    assert bench.make_bench_config(parse("--device", "cpu")).backends == tuple(bench.VARIANTS)
+    asked = bench.make_bench_config(parse("--device", "cpu", "--quick", "--backends", "torch,torch-compile"))
+    assert asked.backends == ("torch", "torch-compile")
+    assert bench.make_bench_config(parse("--device", "cpu", "--quick", "--backends", "all")).backends == tuple(bench.VARIANTS)
