@@ -3,13 +3,15 @@
 The Triton and compiled backends are tested through them in test_triton_ce.py,
 test_triton_table.py and test_compiled.py; here each Function's own contract: backward scales
 the forward's gradient by grad_output (FusedCrossEntropy: once, and it refuses a gradient buffer
-written after its forward; FusedTableCrossEntropy: again on a second backward).
+written after its forward), and both table backends go through the one table Function.
 """
 import pytest
 import torch
 
+import kernels
 from kernels import reference
-from kernels.fused import fused_cross_entropy, fused_table_cross_entropy
+from kernels.availability import backend_available
+from kernels.fused import FusedTableCrossEntropy, fused_cross_entropy, fused_table_cross_entropy
 
 
 def torch_backend(logits, target, weight, ignore_index, reduction, need_grad, overwrite_logits, buffer=None):
@@ -162,3 +164,26 @@ def test_without_grad_the_table_backend_is_told_so():
     fused_table_cross_entropy(spy, table, context, target, weight, -100, "sum")
     loss = fused_table_cross_entropy(spy, table.clone().requires_grad_(), context, target, weight, -100, "sum")
     assert seen == [False, False, True] and loss.grad_fn is not None
+
+
+TRITON_HERE, TRITON_WHY_NOT = backend_available("triton", "cpu")
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("backend", [
+    pytest.param("triton", marks=pytest.mark.skipif(not TRITON_HERE, reason=f"Triton cannot run on CPU here: "
+                                                                            f"{TRITON_WHY_NOT}")),
+    "compiled",
+])
+def test_both_table_backends_go_through_the_one_function(backend, reduction):
+    """kernels.table_cross_entropy's fused backends: one grad_fn type, and loss and gradient equal to
+    F.cross_entropy over the table's rows + autograd, with weights, ignored rows and grad_output != 1."""
+    table, context, target, weight = table_inputs(n_contexts=27, n_rows=1000, dtype=torch.float32)
+    leaf = table.clone().requires_grad_()
+    loss = kernels.table_cross_entropy(leaf, context, target, weight, reduction=reduction, backend=backend)
+    assert type(loss.grad_fn) is FusedTableCrossEntropy._backward_cls
+    grad_output = table_grad_output(loss)
+    loss.backward(grad_output)
+    want_loss, want_grad = table_truth(table, context, target, weight, reduction, grad_output)
+    torch.testing.assert_close(loss.detach().double(), want_loss, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(leaf.grad.double(), want_grad, atol=1e-5, rtol=1e-5)
