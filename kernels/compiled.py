@@ -17,7 +17,8 @@ benchmark reports compile time apart from run time.
 
 The table variant (`compiled_table_cross_entropy`) needs no compiler at all: every row with the
 same context has the same logits, so its loss and gradient reduce to (C, V) work plus O(N)
-gathers and `index_add_`, never N x V.
+gathers and `index_add_`, never N x V. `table_loss_and_grad` is its backend of
+kernels.fused.FusedTableCrossEntropy, as the Triton table kernel's is.
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ from collections import OrderedDict
 
 import torch
 
-from kernels.fused import fused_cross_entropy
+from kernels.fused import fused_cross_entropy, fused_table_cross_entropy
 from kernels.reference import reduce_rows
 
 STATIC_VOCAB_MAX = 256  # at or below this V, the compiled kernel is specialised to V
@@ -281,8 +282,25 @@ def compiled_cross_entropy(
 # Table variant: logits = table[context], with no N x V tensor at all.
 
 
-def _table_forward(table, context, target, weight, ignore_index: int, reduction: str):
-    """Loss (fp32) plus what the backward needs: probs (C, V), context, safe target, row weights, denom."""
+def _table_grad(probs, context, safe_target, row_factor, dtype):
+    """dL/dtable[c] = sum over rows i with context c of r_i * (softmax(table[c]) - onehot(y_i)), in `dtype`.
+
+    Rows sharing a context share the softmax, so this is softmax(table) * (summed row factor per
+    context) minus the row factors scattered at (context, target): O(N + C*V), never N x V.
+    """
+    n_contexts, vocab_size = probs.shape
+    per_context = torch.zeros(n_contexts, device=probs.device).index_add_(0, context, row_factor)
+    grad = probs * per_context[:, None]
+    grad.view(-1).index_add_(0, context * vocab_size + safe_target, -row_factor)
+    return grad.to(dtype)
+
+
+def table_loss_and_grad(table, context, target, weight, ignore_index: int, reduction: str, need_grad: bool):
+    """Loss in table.dtype and, when need_grad, the table gradient: the table backend of kernels.fused.
+
+    The row factor r_i of _table_grad is w_i / sum(w) for "mean", w_i for "sum" (grad_output = 1);
+    for "none" the gradient is a function of the per-row grad_output g, with r_i = w_i * g_i.
+    """
     table32 = table.detach().float()
     log_probs = torch.log_softmax(table32, dim=1)  # (C, V): shared by every row with that context
     valid = target != ignore_index
@@ -292,36 +310,15 @@ def _table_forward(table, context, target, weight, ignore_index: int, reduction:
     nll = -log_probs[context, safe_target]
     per_row = torch.where(valid, nll * row_weight, 0.0)
     denom = row_weight.sum()
-    loss = reduce_rows(per_row, reduction, denom)
-    return loss, (log_probs.exp(), context, safe_target, row_weight, denom)
-
-
-class _TableCrossEntropy(torch.autograd.Function):
-    """dL/dtable[c] = sum over rows i with context c of g_i * w_i * (softmax(table[c]) - onehot(y_i)).
-
-    Rows sharing a context share the softmax, so this is softmax(table) * (summed row factor per
-    context) minus the row factors scattered at (context, target): O(N + C*V), never N x V.
-    """
-
-    @staticmethod
-    def forward(ctx, table, context, target, weight, ignore_index, reduction):
-        loss, saved = _table_forward(table, context, target, weight, ignore_index, reduction)
-        ctx.saved = saved
-        ctx.reduction = reduction
-        ctx.table_dtype = table.dtype
-        return loss.to(table.dtype)
-
-    @staticmethod
-    def backward(ctx, grad_loss):
-        probs, context, safe_target, row_weight, denom = ctx.saved
-        n_contexts, vocab_size = probs.shape
-        row_factor = row_weight * grad_loss.float()  # (N,) for "none", broadcast scalar otherwise
-        if ctx.reduction == "mean":
-            row_factor = row_factor / denom
-        per_context = torch.zeros(n_contexts, device=probs.device).index_add_(0, context, row_factor)
-        grad = probs * per_context[:, None]
-        grad.view(-1).index_add_(0, context * vocab_size + safe_target, -row_factor)
-        return grad.to(ctx.table_dtype), None, None, None, None, None
+    loss = reduce_rows(per_row, reduction, denom).to(table.dtype)
+    if not need_grad:
+        return loss, None
+    probs = log_probs.exp()
+    if reduction == "none":
+        return loss, lambda grad_output: _table_grad(probs, context, safe_target, row_weight * grad_output.float(),
+                                                     table.dtype)
+    row_factor = row_weight / denom if reduction == "mean" else row_weight
+    return loss, _table_grad(probs, context, safe_target, row_factor, table.dtype)
 
 
 def compiled_table_cross_entropy(
@@ -337,7 +334,7 @@ def compiled_table_cross_entropy(
     Same semantics as compiled_cross_entropy. Needs no compiled kernel: it works on the (C, V)
     table plus O(N) gathers and index_add_, so it is exact, cheap, and the same on any device.
     """
-    return _TableCrossEntropy.apply(table, context, target, weight, ignore_index, reduction)
+    return fused_table_cross_entropy(table_loss_and_grad, table, context, target, weight, ignore_index, reduction)
 
 
 def warmup(

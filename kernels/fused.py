@@ -1,7 +1,7 @@
-"""The one autograd.Function of the backends whose forward returns the loss and its gradient.
+"""The one autograd.Function per loss contract whose backends return the loss and its gradient in forward.
 
-A fused backend (kernels.triton_ce.loss_and_grad, kernels.compiled.loss_and_grad) is a plain
-function
+Cross-entropy of logits. A fused backend (kernels.triton_ce.loss_and_grad,
+kernels.compiled.loss_and_grad) is a plain function
 
     backend(logits, target, weight, ignore_index, reduction, need_grad, overwrite_logits)
         -> (loss in logits.dtype, gradient for grad_output = 1, or None without need_grad)
@@ -12,10 +12,32 @@ so each forward supports one backward. The gradient's version counter is read af
 forward: a buffer written again before the backward (a later forward that reuses it, or a
 caller writing over logits it promised not to read) makes backward raise instead of
 returning a wrong gradient.
+
+Cross-entropy of table[context]. A table backend (kernels.triton_table.table_loss_and_grad,
+kernels.compiled.table_loss_and_grad) is a plain function
+
+    backend(table, context, target, weight, ignore_index, reduction, need_grad)
+        -> (loss in table.dtype, gradient of the (C, V) table, or None without need_grad)
+
+where the gradient is, for "mean" and "sum", the table's gradient for grad_output = 1 in
+table.dtype, which FusedTableCrossEntropy's backward only scales. For "none" no (C, V) tensor
+known in forward can serve: dL/dtable[c] = sum_i g_i * w_i * (softmax(table[c]) - onehot(y_i))
+weighs each row by its own grad_output g_i, and keeping the rows apart would be the N x V
+gradient these backends exist to avoid. There the backend returns a function
+`grad(grad_output) -> (C, V)` over what its forward kept (the softmax's statistics), which
+backward calls. The table gradients are fresh tensors of each forward, so a second backward
+(retain_graph) is allowed: it runs the backend again on the saved inputs.
 """
 from __future__ import annotations
 
 import torch
+
+
+def _scale(grad: torch.Tensor, grad_output: torch.Tensor) -> torch.Tensor:
+    """grad * grad_output for a scalar grad_output, in place."""
+    if grad_output.device.type != "cpu" or grad_output.item() != 1.0:  # CPU: the check is free and skips a pass
+        grad.mul_(grad_output.to(grad.dtype))
+    return grad
 
 
 class FusedCrossEntropy(torch.autograd.Function):
@@ -50,8 +72,8 @@ class FusedCrossEntropy(torch.autograd.Function):
         ctx.grad = None
         if ctx.reduction == "none":
             grad.mul_(grad_output.to(grad.dtype)[:, None])
-        elif grad_output.device.type != "cpu" or grad_output.item() != 1.0:  # CPU: the check is free and skips a pass
-            grad.mul_(grad_output.to(grad.dtype))
+        else:
+            _scale(grad, grad_output)
         return None, grad, None, None, None, None, None, None
 
 
@@ -62,3 +84,35 @@ def fused_cross_entropy(backend, logits, target, weight, ignore_index, reduction
     need_grad = torch.is_grad_enabled() and logits.requires_grad
     return FusedCrossEntropy.apply(backend, logits, target, weight, ignore_index, reduction, overwrite_logits,
                                    need_grad)
+
+
+class FusedTableCrossEntropy(torch.autograd.Function):
+    """Forward runs a table backend and keeps its gradient; backward scales it by grad_output ("none": calls it)."""
+
+    @staticmethod
+    def forward(ctx, backend, table, context, target, weight, ignore_index, reduction, need_grad):
+        loss, grad = backend(table, context, target, weight, ignore_index, reduction, need_grad=need_grad)
+        if need_grad:
+            # Read back only by "none" and a second backward: a table written in place since
+            # this forward then makes autograd raise, not return the gradient of other numbers.
+            ctx.save_for_backward(table, context, target, weight)
+            ctx.grad, ctx.backend, ctx.ignore_index, ctx.reduction = grad, backend, ignore_index, reduction
+        return loss
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_output):
+        if ctx.reduction == "none":
+            _ = ctx.saved_tensors  # unpacked for autograd's version check (see forward)
+            return None, ctx.grad(grad_output), None, None, None, None, None, None
+        grad, ctx.grad = ctx.grad, None
+        if grad is None:  # a second backward (retain_graph): the first handed its gradient to autograd
+            table, context, target, weight = ctx.saved_tensors
+            _, grad = ctx.backend(table, context, target, weight, ctx.ignore_index, ctx.reduction, need_grad=True)
+        return None, _scale(grad, grad_output), None, None, None, None, None, None
+
+
+def fused_table_cross_entropy(backend, table, context, target, weight, ignore_index, reduction):
+    """Differentiable loss of `table[context]` through the table `backend` (see the module docstring)."""
+    need_grad = torch.is_grad_enabled() and table.requires_grad
+    return FusedTableCrossEntropy.apply(backend, table, context, target, weight, ignore_index, reduction, need_grad)

@@ -20,22 +20,25 @@ The life of the kernel on one screen:
     choose_table_config      the one place that picks block sizes and warps
     logsumexp_call / rows_call / grad_call   the launch plan of each kernel: (kernel, grid,
                              args, options), which the launcher runs and kernels.static compiles
-    TritonTableCrossEntropy / triton_table_cross_entropy   the autograd.Function and the public function
+    table_loss_and_grad / triton_table_cross_entropy   the backend (loss and gradient) of
+                             kernels.fused.FusedTableCrossEntropy, and the public function
 
-The forward runs the first two kernels (and scatters the counts when a gradient is wanted);
-backward runs the third, with grad_output (and 1/sum(w) for "mean") folded into its scale,
-so the gradient is written once, already scaled. For reduction="none" the per-row
-grad_output weights each row, so backward scatters the counts itself with weights
-w_i * grad_output_i. Semantics are those of
+With a gradient wanted, the forward runs all three kernels ("mean": 1/sum(w) folded into the
+gradient kernel's scale), so the gradient is for grad_output = 1 and the autograd Function's
+backward only scales it, as for kernels.triton_ce. For reduction="none" the per-row
+grad_output weights each row, so the forward runs the first two and the backward scatters
+the counts itself with weights w_i * grad_output_i, then runs the third. Semantics are those of
 kernels.reference.torch_cross_entropy(table[context], target, weight, ignore_index, reduction).
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
 
 from kernels.availability import require, runnable, triton_import
+from kernels.fused import fused_table_cross_entropy
 
 HAS_TRITON = triton_import().ok
 if HAS_TRITON:
@@ -332,64 +335,51 @@ def _launch_grad(table, row_max, row_logsum, counts, scale, config) -> torch.Ten
     return grad
 
 
-class TritonTableCrossEntropy(torch.autograd.Function):
-    """Forward: loss (and the counts when a gradient is wanted). Backward: the scaled table gradient."""
+def table_loss_and_grad(table, context, target, weight, ignore_index, reduction, need_grad,
+                        config: TableConfig | None = None):
+    """Loss in table.dtype and, when need_grad, the table gradient: the table backend of kernels.fused.
 
-    @staticmethod
-    def forward(ctx, table, context, target, weight, ignore_index, reduction, need_grad, config):
-        _check_runnable(table)
-        if table.stride(1) != 1:
-            table = table.contiguous()  # any row stride is fine; columns must be adjacent
-        context, target = context.contiguous(), target.contiguous()
-        if weight is not None:
-            weight = weight.contiguous()
-        config = config or choose_table_config(*table.shape)
+    "mean"/"sum": all three kernels run here and the gradient is for grad_output = 1 (1/sum(w)
+    for "mean" folded into the gradient kernel's scale). "none": the gradient is a function of
+    the per-row grad_output, which scatters w_i * g_i and runs the gradient kernel then.
+    """
+    _check_runnable(table)
+    if table.stride(1) != 1:
+        table = table.contiguous()  # any row stride is fine; columns must be adjacent
+    context, target = context.contiguous(), target.contiguous()
+    if weight is not None:
+        weight = weight.contiguous()
+    config = config or choose_table_config(*table.shape)
 
-        row_max, row_logsum = _launch_logsumexp(table, config)
-        # "none" scatters in backward, where the per-row grad_output is known.
-        counts = None
-        if need_grad and reduction != "none":
-            counts = torch.zeros(table.shape, dtype=torch.float32, device=table.device)
-        loss_buf = _launch_rows(table, context, target, weight, ignore_index, config,
-                                row_max=row_max, row_logsum=row_logsum,
-                                row_loss=reduction == "none", counts=counts)
-        if reduction == "none":
-            loss = loss_buf
-            denom = None
-        else:
-            partial = loss_buf.sum(dim=1)  # (loss sum, weight sum), deterministic order
-            loss = partial[0] if reduction == "sum" else partial[0] / partial[1]
-            denom = partial[1] if reduction == "mean" else None
-
-        if need_grad:
-            ctx.save_for_backward(table, context, target, weight, row_max, row_logsum)
-            ctx.counts, ctx.denom = counts, denom
-            ctx.ignore_index, ctx.reduction, ctx.config = ignore_index, reduction, config
-        return loss.to(table.dtype)
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_output):
-        table, context, target, weight, row_max, row_logsum = ctx.saved_tensors
-        config = ctx.config
-        grad_output = grad_output.to(torch.float32)
-        if ctx.reduction == "none":
+    row_max, row_logsum = _launch_logsumexp(table, config)
+    scalar_grad = need_grad and reduction != "none"
+    counts = torch.zeros(table.shape, dtype=torch.float32, device=table.device) if scalar_grad else None
+    loss_buf = _launch_rows(table, context, target, weight, ignore_index, config,
+                            row_max=row_max, row_logsum=row_logsum,
+                            row_loss=reduction == "none", counts=counts)
+    if reduction == "none":
+        loss = loss_buf
+    else:
+        partial = loss_buf.sum(dim=1)  # (loss sum, weight sum), deterministic order
+        loss = partial[0] if reduction == "sum" else partial[0] / partial[1]
+    loss = loss.to(table.dtype)
+    if not need_grad:
+        return loss, None
+    if reduction == "none":
+        def rows_grad(grad_output):
             # Each row's contribution is weighted by its own grad_output: scatter w_i * g_i.
+            grad_output = grad_output.to(torch.float32)
             row_weight = grad_output.contiguous() if weight is None else weight.to(torch.float32) * grad_output
             counts = torch.zeros(table.shape, dtype=torch.float32, device=table.device)
-            _launch_rows(table, context, target, row_weight, ctx.ignore_index, config, counts=counts)
-            scale = torch.ones(1, dtype=torch.float32, device=table.device)
-        else:
-            counts, ctx.counts = ctx.counts, None
-            if counts is None:  # a second backward (retain_graph): the first one wrote over them
-                counts = torch.zeros(table.shape, dtype=torch.float32, device=table.device)
-                _launch_rows(table, context, target, weight, ctx.ignore_index, config, counts=counts)
-            scale = grad_output.reshape(1)
-            if ctx.reduction == "mean":
-                # Every row ignored: the loss is 0/0 = nan, but no row has a gradient (as in torch).
-                scale = torch.where(ctx.denom != 0, scale / ctx.denom, 0.0)
-        grad = _launch_grad(table, row_max, row_logsum, counts, scale, config)
-        return grad, None, None, None, None, None, None, None
+            _launch_rows(table, context, target, row_weight, ignore_index, config, counts=counts)
+            ones = torch.ones(1, dtype=torch.float32, device=table.device)
+            return _launch_grad(table, row_max, row_logsum, counts, ones, config)
+        return loss, rows_grad
+    scale = torch.ones(1, dtype=torch.float32, device=table.device)
+    if reduction == "mean":
+        # Every row ignored: the loss is 0/0 = nan, but no row has a gradient (as in torch).
+        scale = torch.where(partial[1] != 0, scale / partial[1], 0.0)
+    return loss, _launch_grad(table, row_max, row_logsum, counts, scale, config)
 
 
 def triton_table_cross_entropy(
@@ -407,13 +397,13 @@ def triton_table_cross_entropy(
     weight (N,) float or None. Same semantics as
     kernels.reference.torch_cross_entropy(table[context], target, weight, ignore_index, reduction);
     the loss comes back in table.dtype, computed in fp32. Differentiable with respect to
-    `table` only; its gradient is accumulated over repeated contexts in fp32 and cast once.
+    `table` only; its gradient is accumulated over repeated contexts in fp32 and cast once
+    (then scaled by a grad_output other than 1 in that dtype, as kernels.fused does).
     Cost: O(C*V) + O(N), whatever the number of repeated contexts. The counts are fp32
     sums of weights: exact for integer weights up to 2**24 per (context, target) cell, then
     within fp32 rounding (a relative 6e-8). A context outside [0, C)
     or a target outside [0, V) (other than ignore_index) is not dereferenced: its loss is nan.
     `config` overrides choose_table_config (tests use it to force the large-V loop on small shapes).
     """
-    need_grad = torch.is_grad_enabled() and table.requires_grad
-    return TritonTableCrossEntropy.apply(table, context, target, weight, ignore_index, reduction,
-                                         need_grad, config)
+    backend = functools.partial(table_loss_and_grad, config=config)
+    return fused_table_cross_entropy(backend, table, context, target, weight, ignore_index, reduction)

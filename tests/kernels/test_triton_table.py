@@ -250,7 +250,8 @@ def test_out_of_range_ids_poison_the_loss():
 
 
 def test_backward_twice_with_retain_graph():
-    """fp32 backward writes the gradient over its counts buffer; a second backward rebuilds them."""
+    """The first backward hands the forward's gradient (over its counts buffer for fp32) to autograd;
+    a second backward runs the kernels again (kernels.fused.FusedTableCrossEntropy)."""
     table, context, target, weight = make_problem(27, 27, 1000, weighted=True, ignored=True)
     table.requires_grad_()
     loss = triton_table_cross_entropy(table, context, target, weight)
