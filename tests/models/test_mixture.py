@@ -133,3 +133,14 @@ def test_samples_come_from_the_mixed_rows(components):
     # λ = 1 draws what the count model draws, draw for draw
     assert sample_batched(MixtureModel(count, neural, 1.0), dev.vocab, 8, torch.Generator().manual_seed(1)) == \
         sample_batched(count, dev.vocab, 8, torch.Generator().manual_seed(1))
+
+
+def test_mix_with_a_missing_kind_is_skipped_saying_which():
+    """At run time (the up-front checks passed): every neural configuration failed, so there is nothing to mix."""
+    from harness.models.families import FitData, Skipped, fit_configuration
+
+    finished = ({"key": "c", "method": "count", "status": "ok", "dev_nll": 2.0},
+                {"key": "m", "method": "mlp", "status": "failed"}, {"key": "g", "method": "gru", "status": "ok", "dev_nll": math.inf})
+    point = {"order": None, "method": "mix", "loss": None, "smoothing_spec": None, "reg": None}
+    with pytest.raises(Skipped, match="no finished neural configuration with a finite dev NLL"):
+        fit_configuration(point, FitData(None, None, "cpu", None, finished=finished))
