@@ -19,8 +19,8 @@ from harness.core.errors import HarnessError
 from harness.core.rundir import content_hash
 from harness.evaluation.evaluate import corpus_nll, item_nll, mean_nll, perplexity
 from harness.evaluation.intervals import nll_interval
-from harness.models.families import (FAMILIES, MIX, MIX_SOURCES, SMOOTHED_METHODS, TUNED_K, FitData, Fitted, Skipped,
-                                     count_point, family, fit_configuration)
+from harness.models.families import (FAMILIES, MIX, MIX_SOURCES, NEURAL_METHODS, SMOOTHED_METHODS, TUNED_K, FitData,
+                                     Fitted, Skipped, count_point, family, fit_configuration)
 from harness.models.protocol import LanguageModel, NGramModel
 from harness.models.tables import dense_table_fits
 from harness.data.ngrams import Windows, WindowStream, count, windows_for
@@ -301,12 +301,17 @@ def run_hashes(cfg: RunConfig, runner: Runner) -> dict:
 
 def check_limits(cfg: RunConfig, runner: Runner) -> None:
     """Values that are valid alone but not on this corpus, refused before any folder is made:
-    an order whose V^n n-gram ids overflow int64, a minibatch larger than the training rows."""
+    an order whose V^n n-gram ids overflow int64, a minibatch larger than the training rows, a neural
+    minibatch smaller than the torchrun ranks that share it."""
     V = runner.corpus.vocab.size
     for order in cfg.orders:
         if V**order >= 2**63:
             raise HarnessError(f"orders (--orders): order {order} over this corpus's {V} tokens has {V}^{order} n-grams, "
                                "past 64-bit ids; give a lower order")
+    world = distributed.world_size()
+    if world > 1 and any(m in NEURAL_METHODS for m in cfg.methods) and min(cfg.nn_batch_size) < world:
+        raise HarnessError(f"nn_batch_size (--nn-batch-size) {min(cfg.nn_batch_size)} is fewer items than the {world} ranks "
+                           "that share each minibatch; give at least the number of ranks")
     if "gradient" in cfg.methods and cfg.batch_size:
         rows = len(runner.win(min(cfg.orders), "train").target)
         if cfg.batch_size > rows:
