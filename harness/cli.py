@@ -59,6 +59,8 @@ def add_run_parser(sub) -> None:
                    "so results never depend on it")
     p.add_argument("--arpa", default=None, help="ARPA files (e.g. lmplz's), comma separated: each one configuration "
                    "(method arpa) at the order it declares, evaluated on the run's splits")
+    p.add_argument("--mix", action="store_true", default=None, help="one more configuration: the best count model (on dev) "
+                   "mixed token by token with the best neural one, lambda p_count + (1 - lambda) p_neural, lambda tuned on dev by EM")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     s = p.add_argument_group("samples of each configuration (as python -m harness sample draws them)")
     s.add_argument("--temperature", help=f"sharpen (< 1) or flatten (> 1) the next-character distribution (default {d.temperature:g})")
@@ -108,7 +110,7 @@ def add_neural_arguments(p) -> None:
 
 RUN_KEYS = ("corpus", "orders", "methods", "smoothing", "split", "seed", "samples", "device", "losses", "steps",
             "lr", "regs", "batch_size", "input", "additive", "k_grid", "casefold", "min_char_count", "expand", "max_memory", "threads",
-            "arpa")
+            "arpa", "mix")
 RUN_KEYS += (*NEURAL_HELP, "nn_compile", "temperature", "top_k", "prefix", "exclude_train")
 
 

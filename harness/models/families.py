@@ -1,7 +1,8 @@
 """The model families, named in one place: method name -> its grid, its key and how it is fitted.
 
-`FAMILIES` is the only list of methods (`--methods` takes its keys). A new family (issue 15's
-MLP or Transformer, issue 17's ARPA file) is one module implementing the model protocol
+`FAMILIES` is the only list of methods (`--methods` takes its keys, all but `mix`, which `--mix` adds
+after every other configuration: the mixture of the run's best count and best neural model). A new
+family (issue 15's MLP or Transformer, issue 17's ARPA file) is one module implementing the model protocol
 (harness.models.protocol) and one entry here: a `Family` whose `fit` turns a configuration
 (`point`, a dict with at least "order" and "method") and a `FitData` into a `Fitted`.
 
@@ -11,21 +12,26 @@ saved model (issue 17) slots in there, as a family whose `fit` loads instead of 
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import time
 from dataclasses import dataclass
 from typing import Callable
 
+import torch
+
 import kernels
 from harness.core.errors import HarnessError
 from harness.data.corpus import Corpus
 from harness.data.ngrams import Windows, WindowStream
+from harness.evaluation.evaluate import token_items
+from harness.models.mixture import MixtureModel, fit_lambda_em
 from harness.models.neural.common import NeuralSettings
 from harness.models.neural.families import FAMILIES as NEURAL_FAMILIES
 from harness.models.protocol import LanguageModel
 from harness.models.smoothed import METHODS as SMOOTHED_METHODS
 from harness.models.smoothed import fit_smoothed
-from harness.train.fit import GradientSettings, fit_count, fit_gradient
+from harness.train.fit import GradientSettings, fit_count, fit_gradient, one_cpu_thread
 from harness.train.neural import fit_neural
 
 # smoothing specs of the count family: one of these names, or a number k >= 0 (add-k with that k)
@@ -61,6 +67,8 @@ class FitData:
     checkpoint_dir: object = None
     resume: bool = False
     vocab: object = None  # the run's Vocab: a family that loads a model (arpa) checks it against the file's
+    finished: tuple = ()
+    model_of: Callable | None = None
 
 
 @dataclass
@@ -193,6 +201,45 @@ def _fit_neural(point: dict, data: FitData) -> Fitted:
 def _neural_family(method: str) -> Family:
     return Family(points=_neural_points(method), key=_neural_key, fields=_neural_fields, fit=_fit_neural,
                   steps=lambda cfg: -(-cfg.nn_steps // cfg.nn_eval_interval), per_order=False)
+
+
+# run --mix: one more configuration, after every other, mixing the run's best count and best neural model.
+# It is not a --methods entry: what it mixes is chosen from the run's own results.
+MIX = "mix"
+MIX_SOURCES = {"count": ("count",), "neural": NEURAL_METHODS}  # component -> the methods it is chosen among
+
+
+def best_on_dev(records, methods) -> dict | None:
+    """The finished record of `methods` with the lowest finite dev NLL (the first of equals), or None."""
+    ok = [r for r in records if r.get("status") == "ok" and r.get("method") in methods
+          and r.get("dev_nll") is not None and math.isfinite(r["dev_nll"])]
+    return min(ok, key=lambda r: r["dev_nll"]) if ok else None
+
+
+def _mix_points(cfg, order) -> list[dict]:
+    return [{"order": None, "method": MIX, "loss": None, "smoothing_spec": None, "reg": None}] if cfg.mix else []
+
+
+def _fit_mix(point: dict, data: FitData) -> Fitted:
+    """λ p_count + (1 - λ) p_neural of the run's best count and best neural configurations on dev, λ by EM on dev."""
+    best = {part: best_on_dev(data.finished, methods) for part, methods in MIX_SOURCES.items()}
+    missing = [part for part, record in best.items() if record is None]
+    if missing:
+        raise Skipped(f"--mix found no finished {' and no '.join(missing)} configuration with a finite dev NLL to mix")
+    if data.dev is None:
+        raise Skipped("--mix tunes its weight on the dev split, which this run has none of")
+    start = time.perf_counter()
+    count, neural = (data.model_of(best[part]["key"]) for part in MIX_SOURCES)
+    dev = data.dev
+    with one_cpu_thread(data.device):  # float sums in one order whatever --threads says
+        weight = dev.item_weights().to(torch.float64)[token_items(dev)]
+        em = fit_lambda_em(count.token_log_probs(dev), neural.token_log_probs(dev), weight)
+    model = MixtureModel(count, neural, em.lam, (best["count"]["key"], best["neural"]["key"]))
+    return Fitted(model, {"smoothing": None, "lambda": em.lam, "mix_count": best["count"]["key"],
+                          "mix_neural": best["neural"]["key"], "em_iterations": em.iterations,
+                          "em_converged": em.converged, "em_path": em.path, "fit_seconds": time.perf_counter() - start})
+
+
 def _arpa_points(cfg, order: int) -> list[dict]:
     from harness.models.arpa import arpa_order
 
@@ -232,6 +279,8 @@ FAMILIES: dict[str, Family] = {
         fields=lambda point, cfg: {"arpa": point["arpa"]},
         fit=_fit_arpa,
     ),
+    MIX: Family(points=_mix_points, key=lambda p: "mix best count + best neural", fields=lambda point, cfg: {"smoothing": None},
+                fit=_fit_mix, per_order=False),
 }
 
 

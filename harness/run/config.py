@@ -18,13 +18,13 @@ import kernels
 from harness.core.constants import LECTURE_SEED
 from harness.data.corpus import DEFAULT_CORPUS
 from harness.core.errors import HarnessError
-from harness.models.families import (FAMILIES, NEURAL_METHODS, NEURAL_SCALARS, NEURAL_SWEEPS, SMOOTHING_NAMES, TUNED_K,
+from harness.models.families import (FAMILIES, MIX, NEURAL_METHODS, NEURAL_SCALARS, NEURAL_SWEEPS, SMOOTHING_NAMES, TUNED_K,
                                      TUNED_ON_DEV)
 from harness.models.neural.common import NeuralSettings
 from harness.models.smoothed import METHODS as SMOOTHED_METHODS
 
 K_GRID = (0.0, 0.001, 0.003, 0.01, 0.03, 0.05, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0, 3.0, 10.0)
-METHODS = tuple(FAMILIES)
+METHODS = tuple(m for m in FAMILIES if m != MIX)  # the mixture is --mix's, made of the others
 LOSSES = kernels.BACKENDS
 INPUTS = ("table", "index", "onehot", "counts")
 SPLITS = ("seeded", "none")
@@ -81,6 +81,8 @@ class RunConfig:
     nn_compile: bool = _NN.compile  # torch.compile the model
     # ARPA files (e.g. lmplz's), each evaluated as one configuration of method arpa at the order it declares
     arpa: tuple[str, ...] = ()
+    # one more configuration: the best count model and the best neural model mixed, λ tuned on dev by EM
+    mix: bool = False
 
 
 DEFAULTS = RunConfig()
@@ -92,7 +94,7 @@ FLAGS = {  # TOML key -> CLI flag, for messages
     "expand": "--expand", "max_memory": "--max-memory", "threads": "--threads",
     "temperature": "--temperature", "top_k": "--top-k", "prefix": "--prefix", "exclude_train": "--exclude-train",
     **{key: "--" + key.replace("_", "-") for key in (*NEURAL_SWEEPS, *NEURAL_SCALARS)},  # --nn-lr, --time-budget
-    "arpa": "--arpa",
+    "arpa": "--arpa", "mix": "--mix",
 }
 K_MAX = 1e9  # add-k past this is the uniform distribution to float64's digits on any corpus we load
 SEED_LIMIT = 2**64  # torch generators take seeds in [0, 2^64)
@@ -243,7 +245,7 @@ def make_run_config(values: dict) -> RunConfig:
         if not seq:
             raise HarnessError(f"{_name(key)} is empty")
     _text("prefix", v["prefix"])
-    for key in ("additive", "casefold", "expand", "exclude_train"):
+    for key in ("additive", "casefold", "expand", "exclude_train", "mix"):
         if not isinstance(v[key], bool):
             raise HarnessError(f"{_name(key)} must be true or false, got {v[key]!r}")
     cfg = RunConfig(
@@ -274,6 +276,7 @@ def make_run_config(values: dict) -> RunConfig:
         exclude_train=v["exclude_train"],
         **neural_values(v),
         arpa=tuple(str(a) for a in _as_list("arpa", v["arpa"])),
+        mix=v["mix"],
     )
     cfg = _with_arpa(cfg)
     from harness.core.memory import parse_bytes
@@ -288,7 +291,21 @@ def make_run_config(values: dict) -> RunConfig:
     no_dev = cfg.split == "none" or (cfg.split.startswith("files:") and cfg.split.count(",") == 0)
     if no_dev and "count" in cfg.methods and any(s in TUNED_ON_DEV for s in cfg.smoothing):
         raise HarnessError("smoothing (--smoothing) auto/interp tunes on the dev split, which this --split does not have; give a number k (the lecture's is 1) or kn/wb")
+    if cfg.mix:
+        _check_mix(cfg, no_dev)
     return cfg
+
+
+def _check_mix(cfg: RunConfig, no_dev: bool) -> None:
+    """--mix needs what it mixes, and a dev split to tune λ on: refused before any training otherwise."""
+    if "count" not in cfg.methods:
+        raise HarnessError("mix (--mix) mixes the run's best count model with its best neural one, but methods (--methods) "
+                           "has no count; add count (e.g. --methods count,mlp --smoothing kn)")
+    if not any(m in NEURAL_METHODS for m in cfg.methods):
+        raise HarnessError("mix (--mix) mixes the run's best count model with its best neural one, but methods (--methods) "
+                           f"has no neural family; add one of {', '.join(NEURAL_METHODS)}")
+    if no_dev:
+        raise HarnessError("mix (--mix) tunes its weight on the dev split, which this --split does not have; use seeded or files:TRAIN,DEV,TEST")
 
 
 def neural_values(v: dict) -> dict:

@@ -16,7 +16,7 @@ from harness.core import jsonio
 from harness.core.env import format_load, load_warning
 from harness.core.errors import HarnessError
 from harness.evaluation.intervals import Interval, beyond_noise, paired_difference
-from harness.models.families import NEURAL_METHODS, TUNED_K
+from harness.models.families import MIX, NEURAL_METHODS, TUNED_K
 from harness.models.smoothed import LABELS as SMOOTHING_LABELS
 from harness.models.smoothed import SHORT_LABELS
 
@@ -25,7 +25,7 @@ FLOAT_KEYS = ("train_nll", "dev_nll", "test_nll", "train_ppl", "dev_ppl", "test_
               "dev_curve", "best_dev_nll")
 CSV_COLUMNS = ["corpus", "order", "method", "loss", "smoothing", "reg", "train_nll", "dev_nll", "test_nll",
                "train_nll_ci", "dev_nll_ci", "test_nll_ci", "train_ppl", "dev_ppl", "test_ppl", "fit_seconds", "steps_per_second", "nll_vs_count",
-               "max_prob_diff", "new_share", "heldout_share", "status", "error"]
+               "max_prob_diff", "lambda", "new_share", "heldout_share", "status", "error"]
 
 
 def fmt(x, digits: int = 4) -> str:
@@ -242,6 +242,7 @@ def render_report(results: dict) -> str:
                   "Parameters: trained weights (count tables hold counts, not parameters).", "", board, ""]
         if "neural_curves.png" in figs:
             lines += ["![neural training curves](neural_curves.png)", ""]
+    lines += mixture_lines(results["results"])
     by_order = order_table(results["results"])
     if by_order:
         lines += ["## By order and model", "", "Dev / test NLL; the best dev NLL of each order in bold.", "", by_order, ""]
@@ -403,8 +404,27 @@ def figure_specs(results: dict) -> dict[str, tuple]:
     return specs
 
 
+def mixture_lines(records: list[dict]) -> list[str]:
+    """The --mix section: what was mixed, λ, how EM got there, and the three dev NLLs side by side."""
+    mix = next((r for r in records if r["method"] == MIX and r.get("status") == "ok"), None)
+    if mix is None:
+        return []
+    by_key = {r["key"]: r for r in records}
+    count, neural = by_key.get(mix["mix_count"], {}), by_key.get(mix["mix_neural"], {})
+    name = lambda r: (f"order {r['order']} " if r.get("order") is not None else "") + label_of(r) if r else "?"  # noqa: E731
+    em = f"{mix['em_iterations']} EM iterations" + ("" if mix.get("em_converged") else " (stopped at the limit, not converged)")
+    return ["## Mixture (--mix)", "",
+            f"p(t | prefix) = λ p_count + (1 − λ) p_neural per token, with **λ = {mix['lambda']:.4f}** tuned on dev ({em}, "
+            "from 0.5, until λ moved less than 1e-6): the count model is "
+            f"{name(count)} (dev {fmt(count.get('dev_nll'))}), the neural model {name(neural)} (dev {fmt(neural.get('dev_nll'))}); "
+            f"the mixture's dev {fmt(mix.get('dev_nll'))}, test {fmt(mix.get('test_nll'))}. Its samples are drawn from the "
+            "mixed next-token distribution by the same sampler; it has no model file of its own (its components' are listed in results.json).", ""]
+
+
 def smoothing_cell(r: dict) -> str:
     """What smoothed a configuration: add-k's k (tuned or given), the method's name, or the gradient model's reg."""
+    if r["method"] == MIX:
+        return f"λ {r['lambda']:.4f} (EM on dev)" if r.get("lambda") is not None else "λ tuned on dev"
     if r["method"] in NEURAL_METHODS:
         nn = {**r.get("nn", {}), **r}  # an unfinished configuration's record holds its point's "nn" values
         return f"lr {nn['nn_lr']:g}, wd {nn['nn_weight_decay']:g}, dropout {nn['nn_dropout']:g}"
@@ -470,6 +490,8 @@ def label_of(r: dict) -> str:
         return f"count, {SHORT_LABELS[spec]}" if spec in SHORT_LABELS else f"count, k={spec}"
     if r["method"] in NEURAL_METHODS:
         return neural_label(r)
+    if r["method"] == MIX:
+        return "mixture of the best count and neural models" + (f", λ {r['lambda']:.4f}" if r.get("lambda") is not None else "")
     if r["method"] == "arpa":
         return f"arpa, {Path(r['arpa']).name}"
     return f"gradient, {r['loss']}, reg {r['reg']:g}"

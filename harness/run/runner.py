@@ -19,8 +19,8 @@ from harness.core.errors import HarnessError
 from harness.core.rundir import content_hash
 from harness.evaluation.evaluate import corpus_nll, item_nll, mean_nll, perplexity
 from harness.evaluation.intervals import nll_interval
-from harness.models.families import (FAMILIES, SMOOTHED_METHODS, TUNED_K, FitData, Fitted, Skipped, count_point,
-                                     family, fit_configuration)
+from harness.models.families import (FAMILIES, MIX, MIX_SOURCES, NEURAL_METHODS, SMOOTHED_METHODS, TUNED_K, FitData,
+                                     Fitted, Skipped, count_point, family, fit_configuration)
 from harness.models.protocol import LanguageModel, NGramModel
 from harness.models.tables import dense_table_fits
 from harness.data.ngrams import Windows, WindowStream, count, windows_for
@@ -87,16 +87,21 @@ def sample_stats(samples: list[str], splits: dict[str, Corpus]) -> dict:
 
 def grid_of(cfg: RunConfig) -> list[dict]:
     """The configurations of a run, in order: order x method x the family's own points, then the points
-    of the families fitted once per run (the neural ones: order None)."""
+    of the families fitted once per run (the neural ones: order None), then --mix's mixture of them."""
     per_order = [point for order in cfg.orders for method in cfg.methods if FAMILIES[method].per_order
                  for point in FAMILIES[method].points(cfg, order)]
-    return per_order + [point for method in cfg.methods if not FAMILIES[method].per_order
+    return per_order + [point for method in (*cfg.methods, MIX) if not FAMILIES[method].per_order
                         for point in FAMILIES[method].points(cfg, None)]
 
 
 def config_key(point: dict) -> str:
     """A configuration's identity in results.json (what --resume matches on)."""
     return family(point["method"]).key(point)
+
+
+def checkpoint_name(key: str) -> str:
+    """A configuration's key as the name of its folder under RUN/checkpoints/."""
+    return re.sub(r"[^A-Za-z0-9_.=-]+", "_", key)
 
 
 class Runner:
@@ -114,12 +119,15 @@ class Runner:
         self.checkpoints: Path | None = None  # RUN/checkpoints: a folder per neural configuration (run_grid sets it)
         self.resume = False  # neural configurations continue from their checkpoints
         self.save_to: Path | None = None  # the run folder each fitted model is saved into (rank 0 only)
+        self.run_dir: Path | None = None  # the run folder, on every rank (--mix reloads a kept configuration's model from it)
+        self.finished: dict[str, dict] = {}  # key -> record of the configurations finished so far (run_grid's)
+        self._mixable: dict[str, LanguageModel] = {}  # with --mix: the count and neural models fitted, by key
 
     def checkpoint_dir(self, point: dict) -> Path | None:
         """Where a configuration keeps its checkpoints: RUN/checkpoints/<its key, as a file name>."""
         if self.checkpoints is None:
             return None
-        return self.checkpoints / re.sub(r"[^A-Za-z0-9_.=-]+", "_", config_key(point))
+        return self.checkpoints / checkpoint_name(config_key(point))
 
     def rows(self, split: str, budget: int):
         """A split as counted: with --expand every copy a row (expanded once, after the split by unique
@@ -152,7 +160,8 @@ class Runner:
         order = point["order"]
         if not family(point["method"]).per_order:  # fitted on the split corpora themselves, whatever the orders
             data = FitData(self.splits["train"], self.splits.get("dev"), self.device, self.cfg, progress=progress,
-                           checkpoint_dir=self.checkpoint_dir(point), resume=self.resume)
+                           checkpoint_dir=self.checkpoint_dir(point), resume=self.resume,
+                           finished=tuple(self.finished.values()), model_of=self.model_of)
             return fit_configuration(point, data)
         data = self.order_data(order, progress)
         if not family(point["method"]).reused:
@@ -181,6 +190,26 @@ class Runner:
         while len(runs) < REPEATED_FITS and sum(runs) < REPEAT_UNDER_SECONDS:
             runs.append(fit_configuration(point, data).record["fit_seconds"])
         return [min(runs), max(runs)] if len(runs) >= 3 else None
+
+    def model_of(self, key: str) -> LanguageModel:
+        """The fitted model of a finished configuration (what --mix mixes): kept in memory when fitted in this
+        process, else, for a configuration kept from the stored run on --resume, loaded from the run folder
+        (its models/ file, or a neural configuration's checkpoints/<key>/best.pt)."""
+        if key in self._mixable:
+            return self._mixable[key]
+        record = self.finished.get(key)
+        if record is None or self.run_dir is None:
+            raise HarnessError(f"--mix: configuration {key!r} has no fitted model in this run")
+        if record.get("model_file"):
+            from harness.models.store import load_model
+
+            model = load_model(self.run_dir / record["model_file"], self.device)[0]
+        else:
+            from harness.train.neural import BEST, load_model as load_neural
+
+            model = load_neural(self.run_dir / "checkpoints" / checkpoint_name(key) / BEST, self.device)
+        self._mixable[key] = model
+        return model
 
     def reference_count_fit(self, order: int) -> Fitted:
         """The count model a gradient model is compared with: the run's first add-k smoothing (auto when
@@ -249,6 +278,8 @@ class Runner:
             return record
         record.update(fit.record)
         record["fit_seconds_range"] = self.fit_seconds_range(point, record)
+        if self.cfg.mix and any(point["method"] in methods for methods in MIX_SOURCES.values()):
+            self._mixable[record["key"]] = fit.model  # what --mix may mix, without refitting or reloading it
         if self.save_to is not None:  # RUN/models/<key>.pt, what score/sample/export --model load
             record["model_file"] = save_fitted(self.save_to, point, record["key"], fit.model, self.corpus.vocab,
                                                self.splits["train"], record)
@@ -295,12 +326,17 @@ def run_hashes(cfg: RunConfig, runner: Runner) -> dict:
 
 def check_limits(cfg: RunConfig, runner: Runner) -> None:
     """Values that are valid alone but not on this corpus, refused before any folder is made:
-    an order whose V^n n-gram ids overflow int64, a minibatch larger than the training rows."""
+    an order whose V^n n-gram ids overflow int64, a minibatch larger than the training rows, a neural
+    minibatch smaller than the torchrun ranks that share it."""
     V = runner.corpus.vocab.size
     for order in cfg.orders:
         if V**order >= 2**63:
             raise HarnessError(f"orders (--orders): order {order} over this corpus's {V} tokens has {V}^{order} n-grams, "
                                "past 64-bit ids; give a lower order")
+    world = distributed.world_size()
+    if world > 1 and any(m in NEURAL_METHODS for m in cfg.methods) and min(cfg.nn_batch_size) < world:
+        raise HarnessError(f"nn_batch_size (--nn-batch-size) {min(cfg.nn_batch_size)} is fewer items than the {world} ranks "
+                           "that share each minibatch; give at least the number of ranks")
     if "gradient" in cfg.methods and cfg.batch_size:
         rows = len(runner.win(min(cfg.orders), "train").target)
         if cfg.batch_size > rows:
@@ -365,6 +401,7 @@ def run_grid(cfg: RunConfig, out_dir: Path, progress: Progress, command: str, pr
     writes = distributed.is_main()
     runner = runner or Runner(cfg, device)
     runner.save_to = out_dir if writes else None
+    runner.run_dir = out_dir
     corpus = runner.corpus
     progress.line(f"corpus {corpus.name}: {corpus.num_items():,} items ({corpus.num_unique:,} unique), "
                   f"vocabulary {corpus.vocab.size}, device {device}")
@@ -384,7 +421,8 @@ def run_grid(cfg: RunConfig, out_dir: Path, progress: Progress, command: str, pr
     if distributed.world_size() > 1:
         results["run"]["world_size"] = distributed.world_size()
     grid = grid_of(cfg)
-    records = {}
+    records = runner.finished  # the mixture of --mix is chosen among the records finished before it
+    records.clear()
     if previous is not None:  # until a kept record is saved again, the folder's results.json stays the old one
         records.update({config_key(p): done[config_key(p)] for p in grid if config_key(p) in done})
     if writes:
@@ -454,6 +492,8 @@ def describe(record: dict) -> str:
         head += f" {record.get('arpa')}"
     elif record["method"] == "gradient":
         head += f" loss={record['loss']} reg={record.get('reg')}"
+    elif record["method"] == MIX:
+        head = "mix of the best count and neural models" + (f" (λ={record['lambda']:.4f})" if record.get("lambda") is not None else "")
     if record.get("status") != "ok":
         return f"{head}: {record.get('status')} ({record.get('error')})"
     if record.get("part_failed"):

@@ -15,6 +15,11 @@ windows is split by rank:
   below 2^53 in any order, so the summed table equals the single-process table bit for bit.
 - gradient models: each rank computes the loss on its part of the batch; DDP averages the
   gradients (see `batch_part`).
+- neural families: each rank draws its own share of every minibatch (its generator seeded by
+  `rank_seed`) and scales its token-mean loss by world x (its tokens / the batch's), so the gradient
+  DDP averages is that of the token mean over the union of the ranks' draws; rank 0 alone scores dev
+  and broadcasts the score (and, under a time budget, the schedule's end), so every rank takes the same
+  decisions and holds the same weights; rank 0 alone writes checkpoints, holding every rank's RNGs.
 - evaluation and sampling run on every rank over the full data from identical tables (the
   same numbers as one process, no communication); only rank 0 writes files and prints.
 
@@ -199,6 +204,49 @@ class SummedStream(WindowStream):
 
 def summed_stream(stream: WindowStream) -> SummedStream:
     return SummedStream(stream.corpus, stream.order, stream.max_bytes, rank=rank(), world=world_size())
+
+
+def rank_seed(seed: int, rank: int) -> int:
+    """The seed of what rank `rank` draws on its own (its minibatches, its dropout): seed + rank, mod 2^64.
+    Rank 0's is `seed` itself, so one process draws exactly as it does without torchrun."""
+    return (seed + rank) % 2**64
+
+
+def batch_share(batch_size: int) -> int:
+    """This rank's share of a minibatch of `batch_size` items drawn across ranks (sizes differ by at most one)."""
+    world = world_size()
+    if batch_size < world:
+        raise HarnessError(f"a minibatch of {batch_size} items cannot be shared by {world} ranks; "
+                           "give nn_batch_size (--nn-batch-size) at least the number of ranks")
+    start, stop = shard_range(batch_size, rank(), world)
+    return stop - start
+
+
+def broadcast_floats(values: list[float], device: torch.device) -> list[float]:
+    """Rank 0's `values` on every rank, as float64 (exactly), unchanged without a process group."""
+    if not active():
+        return list(values)
+    tensor = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.broadcast(tensor, src=0)
+    return tensor.tolist()
+
+
+def broadcast_object(obj):
+    """Rank 0's picklable `obj` on every rank (itself without a process group)."""
+    if not active():
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def gather_objects(obj) -> list:
+    """Every rank's picklable `obj`, in rank order, on every rank ([obj] without a process group)."""
+    if not active():
+        return [obj]
+    out = [None] * world_size()
+    dist.all_gather_object(out, obj)
+    return out
 
 
 def batch_part(num_rows: int, weight: torch.Tensor | None = None) -> tuple[slice, float]:

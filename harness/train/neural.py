@@ -11,6 +11,10 @@ Nothing is lost: at every dev score the full state (model, optimizer, step, the 
 and dropout's RNG states, the best weights, the losses so far) goes to `checkpoint_dir/
 checkpoint.pt`, and the best weights to `best.pt`. `resume=True` continues from the last
 checkpoint; on the CPU the resumed run's losses equal the uninterrupted run's exactly.
+
+Under torchrun the model trains with DistributedDataParallel (harness.train.distributed): each
+rank draws its share of every minibatch from its own seeded generator, the gradient is that of the
+token mean over all ranks' draws, rank 0 scores dev and writes; every rank ends with the same weights.
 """
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
+from torch import nn
 
 import kernels
 from harness.core.errors import HarnessError
@@ -30,6 +35,7 @@ from harness.data.corpus import Corpus, Vocab
 from harness.models.neural.common import IGNORE, NeuralModel, NeuralSettings, encode_batch, longest_item
 from harness.models.neural.families import build_model
 from harness.evaluation.evaluate import corpus_nll
+from harness.train import distributed
 
 CHECKPOINT = "checkpoint.pt"
 BEST = "best.pt"
@@ -218,6 +224,8 @@ def fit_neural(family: str, settings: NeuralSettings, train_corpus: Corpus, dev_
         folder.mkdir(parents=True, exist_ok=True)
     cuda = device.type == "cuda"
     rng_devices = [device.index if device.index is not None else torch.cuda.current_device()] if cuda else []
+    world, rank = distributed.world_size(), distributed.rank()
+    share = distributed.batch_share(settings.batch_size)  # items this rank draws per step (all of them in one process)
 
     with _cpu_threads(settings, device) as threads, torch.random.fork_rng(devices=rng_devices):
         torch.manual_seed(settings.seed)
@@ -226,24 +234,38 @@ def fit_neural(family: str, settings: NeuralSettings, train_corpus: Corpus, dev_
             raise HarnessError(f"{family}: block_size {block_size} is shorter than the longest training item + 1 "
                                f"({train_T}); use block_size 0 (automatic) or at least {train_T}")
         optimizer = make_optimizer(model, settings)
-        sampler = torch.Generator(device=device).manual_seed(settings.seed)
+        sampler = torch.Generator(device=device).manual_seed(distributed.rank_seed(settings.seed, rank))
+        if rank:  # the same initial weights on every rank, but each rank's own dropout masks
+            torch.manual_seed(distributed.rank_seed(settings.seed, rank))
         state = _State(horizon=settings.steps)
         best_weights = copy.deepcopy(model.state_dict())
         resumed_from = None
+        payload = None
         if resume and folder is not None and (folder / CHECKPOINT).exists():
-            payload = torch.load(folder / CHECKPOINT, map_location=device, weights_only=True)
+            payload = torch.load(folder / CHECKPOINT, map_location=device if world == 1 else "cpu", weights_only=True)
+        if resume and world > 1:
+            payload = distributed.broadcast_object(payload)  # rank 0 alone reads the folder
+        if payload is not None:
             _check_resumable(payload, meta, folder)
             model.load_state_dict(payload["model"])
             optimizer.load_state_dict(payload["optimizer"])
-            sampler.set_state(payload["sampler"].cpu())
-            torch.set_rng_state(payload["cpu_rng"].cpu())
+            rngs = payload.get("rank_rngs") or [(payload["sampler"], payload["cpu_rng"], payload.get("cuda_rng"))]
+            if len(rngs) != world:
+                raise HarnessError(f"cannot resume from {folder}: its checkpoint was trained by {len(rngs)} ranks, now {world}; "
+                                   f"resume with the same number of ranks ({len(rngs)})")
+            sampler_state, cpu_rng, cuda_rng = rngs[rank]
+            sampler.set_state(sampler_state.cpu())
+            torch.set_rng_state(cpu_rng.cpu())
             if cuda:
-                torch.cuda.set_rng_state(payload["cuda_rng"].cpu(), device)
+                torch.cuda.set_rng_state(cuda_rng.cpu(), device)
             best_weights = payload["best_model"]
             state = _State(**payload["state"])
             resumed_from = state.step
 
-        forward = torch.compile(model) if settings.compile else model
+        trained = model
+        if world > 1:  # averages the gradients over ranks in backward (and broadcasts rank 0's weights now)
+            trained = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if cuda else None)
+        forward = torch.compile(trained) if settings.compile else trained
         # Trimmed batches (T = the longest drawn item + 1) cost one host sync and a new shape per
         # step: cheap on the CPU, where they save the padding's work; on CUDA or under compile the
         # batch keeps train_T columns, so no step waits on the host and shapes stay static.
@@ -256,7 +278,10 @@ def fit_neural(family: str, settings: NeuralSettings, train_corpus: Corpus, dev_
         def score_dev():
             """Score dev, keep the best weights, write the checkpoint; True when patience ran out."""
             nonlocal best_weights, pending, pending_tokens
-            losses = torch.stack(pending).tolist() if pending else []
+            losses = torch.stack(pending) if pending else torch.zeros(0, device=device)
+            if world > 1:  # each rank logged its scaled loss: their mean is the union's token mean
+                losses = distributed.all_reduce_sum(losses.double()) / world
+            losses = losses.tolist()
             pending = []
             state.tokens += int(pending_tokens)
             pending_tokens = torch.zeros((), dtype=torch.int64, device=device)
@@ -265,7 +290,9 @@ def fit_neural(family: str, settings: NeuralSettings, train_corpus: Corpus, dev_
                 raise HarnessError(f"{family} training diverged at step {len(state.train_losses) + bad + 1} "
                                    f"(loss {losses[bad]}); lower lr (now {settings.lr:g})")
             state.train_losses.extend(losses)
-            dev_nll = corpus_nll(model, dev) if dev is not None else None
+            dev_nll = corpus_nll(model, dev) if dev is not None and rank == 0 else None
+            if dev is not None and world > 1:  # the same weights everywhere: rank 0 scores, every rank decides with it
+                dev_nll = distributed.broadcast_floats([dev_nll if rank == 0 else 0.0], device)[0]
             record = {"step": state.step, "dev_nll": dev_nll, "train_loss": sum(losses) / len(losses) if losses else None,
                       "lr": lr_at(max(0, state.step - 1), settings, state.horizon), "seconds": state.seconds + (time.perf_counter() - started)}
             state.dev_curve.append(record)
@@ -281,6 +308,10 @@ def fit_neural(family: str, settings: NeuralSettings, train_corpus: Corpus, dev_
             return dev is not None and settings.patience > 0 and state.bad_scores >= settings.patience
 
         def checkpoint():
+            rngs = None
+            if world > 1:  # every rank's own generators, gathered on every rank (a collective: all call it)
+                rngs = distributed.gather_objects((sampler.get_state(), torch.get_rng_state(),
+                                                   torch.cuda.get_rng_state(device).cpu() if cuda else None))
             if folder is None:
                 return
             payload = {"meta": meta, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
@@ -288,6 +319,8 @@ def fit_neural(family: str, settings: NeuralSettings, train_corpus: Corpus, dev_
                        "best_model": best_weights, "state": dict(vars(state))}
             if cuda:
                 payload["cuda_rng"] = torch.cuda.get_rng_state(device)
+            if rngs is not None:
+                payload["rank_rngs"] = rngs
             _save(folder / CHECKPOINT, payload)
 
         model.train()
@@ -297,11 +330,24 @@ def fit_neural(family: str, settings: NeuralSettings, train_corpus: Corpus, dev_
                 state.stop_reason = "steps"
                 break
             elapsed = state.seconds + time.perf_counter() - started
-            if settings.time_budget_seconds and elapsed >= settings.time_budget_seconds:
+            time_up = bool(settings.time_budget_seconds and elapsed >= settings.time_budget_seconds)
+            if time_up and world == 1:
                 state.stop_reason = "time"
                 break
-            rows = torch.multinomial(weights, settings.batch_size, replacement=True, generator=sampler)
+            rows = torch.multinomial(weights, share, replacement=True, generator=sampler)
             x, y = encode_batch(train, rows, static_T)
+            step_tokens, scale = (lengths[rows] + 1).sum(), 1.0
+            if world > 1:
+                # one all_reduce: the batch's tokens over all ranks, and whether any rank's clock ran out (the
+                # ranks must stop at the same step, or one would wait for the others' gradients forever)
+                totals = distributed.all_reduce_sum(torch.stack([step_tokens.double(), torch.tensor(float(time_up),
+                                                                 dtype=torch.float64, device=device)]))
+                if float(totals[1]) > 0:
+                    state.stop_reason = "time"
+                    break
+                # DDP averages gradients: world x (own tokens / all tokens) x own token mean averages to the
+                # token mean over every rank's draws (distributed.batch_part's argument, per step)
+                scale, step_tokens = world * step_tokens.double() / totals[0], totals[0].long()
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(state.step, settings, state.horizon)
             with autocast:
@@ -311,11 +357,13 @@ def fit_neural(family: str, settings: NeuralSettings, train_corpus: Corpus, dev_
                 logits = logits.float()  # F.cross_entropy of bf16 logits would reduce in bf16
             # the logits are a temporary of this step: a fused backend may write the gradient over them
             loss = kernels.cross_entropy(logits, y.reshape(-1), ignore_index=IGNORE, backend=backend, overwrite_logits=True)
+            if world > 1:
+                loss = loss * scale
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             pending.append(loss.detach().float())
-            pending_tokens += (lengths[rows] + 1).sum()
+            pending_tokens += step_tokens
             state.step += 1
             if state.step % settings.eval_interval == 0:
                 if settings.time_budget_seconds:
@@ -324,6 +372,8 @@ def fit_neural(family: str, settings: NeuralSettings, train_corpus: Corpus, dev_
                     elapsed = state.seconds + time.perf_counter() - started
                     left = max(0.0, settings.time_budget_seconds - elapsed)
                     state.horizon = min(settings.steps, state.step + int(state.step / elapsed * left))
+                    if world > 1:  # one schedule for all ranks: rank 0's clock
+                        state.horizon = int(distributed.broadcast_floats([state.horizon], device)[0])
                 if score_dev():
                     state.stop_reason = "patience"
                 state.seconds += time.perf_counter() - started

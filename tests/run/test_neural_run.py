@@ -55,12 +55,20 @@ def brute_force_nll(model, names, vocab):
     return total / tokens
 
 
-def test_count_mlp_and_transformer_in_one_run(names_file, tmp_path):
-    out = tmp_path / "run"
+@pytest.fixture(scope="module")
+def mixed_run(names_file, tmp_path_factory):
+    """One run of count models, an MLP and a Transformer, with --mix: the folder."""
+    out = tmp_path_factory.mktemp("mixed") / "run"
     assert main(["run", "--corpus", str(names_file), "--orders", "2,3", "--methods", "count,mlp,transformer",
-                 "--samples", "5", "--device", "cpu", "--quiet", "--out", str(out), *TINY]) == 0
+                 "--samples", "5", "--device", "cpu", "--quiet", "--out", str(out), "--mix", *TINY]) == 0
+    return out
+
+
+def test_count_mlp_and_transformer_in_one_run(mixed_run):
+    out = mixed_run
     results = json.loads((out / "results.json").read_text())["results"]
-    assert [(r["method"], r["order"]) for r in results] == [("count", 2), ("count", 3), ("mlp", None), ("transformer", None)]
+    assert [(r["method"], r["order"]) for r in results] == [("count", 2), ("count", 3), ("mlp", None), ("transformer", None),
+                                                            ("mix", None)]
     by_method = records(out)
     dev_names = (out / "split" / "dev.txt").read_text().split()
     for method in ("mlp", "transformer"):
@@ -82,6 +90,7 @@ def test_count_mlp_and_transformer_in_one_run(names_file, tmp_path):
     report = (out / "report.md").read_text()
     board = report.split("## Leaderboard")[1].split("\n## ")[0]
     assert board.count("\n| order 2 count") == 1 and board.count("\n| mlp, torch") == 1 and board.count("\n| transformer, torch") == 1
+    assert board.count("\n| mixture of the best count and neural models, λ ") == 1
     assert "![neural training curves](neural_curves.png)" in board
     assert (out / "neural_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "### mlp, torch" in report  # samples per family
@@ -90,6 +99,53 @@ def test_count_mlp_and_transformer_in_one_run(names_file, tmp_path):
     (out / "report.md").unlink()
     assert main(["report", str(out)]) == 0
     assert (out / "report.md").read_text() == before
+
+
+def test_mix_row_mixes_the_best_count_and_neural_models(mixed_run):
+    """The --mix record: its components are the best on dev of each kind, λ is EM's on dev (a mixture at its
+    optimum is no worse on dev than either end, λ = 1 or 0), and it carries what every row carries."""
+    from harness.evaluation.evaluate import corpus_nll, token_items
+    from harness.models.mixture import MixtureModel, fit_lambda_em
+    from harness.run.runner import Runner
+
+    results = load_results(mixed_run)
+    records = {r["key"]: r for r in results["results"]}
+    mix = next(r for r in results["results"] if r["method"] == "mix")
+    count = min((r for r in results["results"] if r["method"] == "count"), key=lambda r: r["dev_nll"])
+    neural = min((r for r in results["results"] if r["method"] in ("mlp", "transformer")), key=lambda r: r["dev_nll"])
+    assert mix["status"] == "ok" and (mix["mix_count"], mix["mix_neural"]) == (count["key"], neural["key"])
+    assert 0 < mix["lambda"] < 1 and mix["em_converged"] and mix["em_iterations"] == len(mix["em_path"]) <= 100
+    # here the count model is much the better, so the optimum sits at λ = 1, which EM only approaches: it stops
+    # when λ moves less than 1e-6, a hair inside, so the mixture is "no worse" to within that step
+    assert mix["dev_nll"] <= min(count["dev_nll"], neural["dev_nll"]) + 1e-5
+    for split in ("train", "dev", "test"):
+        low, high = mix[f"{split}_nll_ci"]
+        assert low < mix[f"{split}_nll"] < high
+    assert len(mix["item_nll"]["dev"]) == len(results["run"]["split_items"]["dev"]["chars"]) and len(mix["samples"]) == 5
+    # the components reloaded from the run folder (as --resume would) give the recorded λ and NLLs again
+    runner = Runner(make_run_config(results["run"]["config"]), torch.device("cpu"))
+    runner.run_dir, runner.finished = mixed_run, records
+    a, b = runner.model_of(count["key"]), runner.model_of(neural["key"])
+    dev = runner.splits["dev"]
+    assert corpus_nll(a, dev) == pytest.approx(count["dev_nll"], abs=1e-12)
+    assert corpus_nll(b, dev) == pytest.approx(neural["dev_nll"], abs=1e-9)
+    weight = dev.item_weights().double()[token_items(dev)]
+    em = fit_lambda_em(a.token_log_probs(dev), b.token_log_probs(dev), weight)
+    assert em.lam == pytest.approx(mix["lambda"], abs=1e-9)
+    assert corpus_nll(MixtureModel(a, b, em.lam), runner.splits["test"]) == pytest.approx(mix["test_nll"], abs=1e-9)
+    report = (mixed_run / "report.md").read_text()
+    assert f"**λ = {mix['lambda']:.4f}**" in report.split("## Mixture (--mix)")[1]
+    csv = (mixed_run / "results.csv").read_text().splitlines()
+    assert "lambda" in csv[0].split(",") and f"{mix['lambda']}" in csv[-1]
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--methods", "mlp"], "mix (--mix) mixes the run's best count model with its best neural one, but methods (--methods) has no count"),
+    (["--methods", "count,gradient"], "has no neural family; add one of mlp, cnn, gru, transformer"),
+    (["--methods", "count,mlp", "--split", "none", "--smoothing", "1"], "mix (--mix) tunes its weight on the dev split"),
+])
+def test_mix_without_what_it_mixes_is_one_line_exit_2(capsys, args, fragment):
+    assert_clean_error_in_process(capsys, ["run", *args, "--mix"], fragment)
 
 
 class StopAtScore(Progress):
@@ -163,6 +219,8 @@ def test_bad_neural_flags_are_one_line_exit_2(capsys, args, fragment):
     ("nn_patience = -1", "nn_patience (--nn-patience) must be >= 0"),
     ("nn_width = 3", "unknown configuration key 'nn_width'"),
     ('nn_compile = "yes"', "nn_compile (--nn-compile) must be true or false"),
+    ('mix = "yes"', "mix (--mix) must be true or false"),
+    ("mix = true", "mix (--mix) mixes the run's best count model with its best neural one"),
 ])
 def test_bad_neural_toml_keys_are_one_line_exit_2(capsys, tmp_path, toml, fragment):
     grid = tmp_path / "grid.toml"

@@ -1,5 +1,6 @@
 """Many devices: 2 gloo ranks on CPU give the counts of one process exactly and the same trained
-gradient bigram within float tolerance; `torchrun -m harness run` writes once, the same results."""
+gradient bigram within float tolerance; a neural model's DDP step is one process's step on the union
+of the ranks' draws; `torchrun -m harness run` writes once, the same results."""
 import json
 import os
 import subprocess
@@ -16,7 +17,10 @@ from harness.cli import main
 from harness.data.corpus import expand_corpus, load_corpus
 from harness.data.ngrams import WindowStream, count, count_chunked, windows
 from harness.data.splits import split_corpus
+from harness.models.neural.common import IGNORE, NeuralSettings, encode_batch
+from harness.models.neural.families import build_model
 from harness.train.fit import GradientSettings, fit_count, fit_gradient
+from harness.train.neural import fit_neural, lr_at, make_optimizer
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()),
@@ -61,6 +65,19 @@ def measurements() -> dict:
     return out
 
 
+# an odd batch: the ranks draw 3 and 4 names, so their token counts differ and the loss scaling matters
+NEURAL = NeuralSettings(n_embd=8, n_embd2=16, block_size=5, batch_size=7, lr=0.01, steps=2, warmup_steps=0,
+                        eval_interval=1, threads=1, loss="torch")
+
+
+def neural_steps() -> dict:
+    """A rank's MLP after NEURAL.steps DDP steps: its weights and the gradient of its last step (left in .grad)."""
+    train = split_corpus(load_corpus(CORPUS), SEED)["train"]
+    model = fit_neural("mlp", NEURAL, train, None).model
+    return {"params": {n: p.detach().clone() for n, p in model.named_parameters()},
+            "grads": {n: p.grad.detach().clone() for n, p in model.named_parameters()}}
+
+
 def _rank(rank: int, port: int, path: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(WORLD),
                       LOCAL_RANK=str(rank))
@@ -69,6 +86,7 @@ def _rank(rank: int, port: int, path: str) -> None:
     distributed.init(torch.device("cpu"))
     try:
         result = measurements()
+        result["neural"] = neural_steps()
         result["world"] = distributed.world_size()
         torch.save(result, f"{path}.{rank}")
     finally:
@@ -121,12 +139,41 @@ def test_gradient_bigram_trains_as_in_one_process(two_ranks, one_process, batch)
     assert torch.equal(two_ranks[0][f"table_{batch}"], two_ranks[1][f"table_{batch}"])
 
 
-VOLATILE = ("fit_seconds", "steps_per_second")
+def test_neural_ddp_step_is_one_step_on_the_union_of_the_ranks_draws(two_ranks):
+    """The oracle: one process, plain F.cross_entropy's token mean over the union of what each rank drew
+    (rank r's share of the batch from a generator seeded rank_seed(seed, r)), AdamW from the same init."""
+    train = split_corpus(load_corpus(CORPUS), SEED)["train"]
+    V = train.vocab.size
+    torch.manual_seed(NEURAL.seed)
+    model = build_model("mlp", V, NEURAL.block_size, NEURAL)
+    optimizer = make_optimizer(model, NEURAL)
+    samplers = [torch.Generator().manual_seed(distributed.rank_seed(NEURAL.seed, r)) for r in range(WORLD)]
+    weights = train.item_weights().double()
+    for step in range(NEURAL.steps):
+        parts = [torch.multinomial(weights, size, replacement=True, generator=g) for size, g in zip((3, 4), samplers)]
+        assert not torch.equal(parts[0], parts[1][:3])  # the ranks draw different names
+        x, y = encode_batch(train, torch.cat(parts))
+        loss = torch.nn.functional.cross_entropy(model(x).reshape(-1, V), y.reshape(-1), ignore_index=IGNORE)
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step, NEURAL, NEURAL.steps)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    for result in two_ranks:
+        for name, p in model.named_parameters():
+            torch.testing.assert_close(result["neural"]["grads"][name], p.grad, rtol=0, atol=1e-6)
+            torch.testing.assert_close(result["neural"]["params"][name], p.detach(), rtol=0, atol=1e-6)
+    for name in two_ranks[0]["neural"]["params"]:  # DDP keeps every rank's weights identical
+        assert torch.equal(two_ranks[0]["neural"]["params"][name], two_ranks[1]["neural"]["params"][name])
+
+
+VOLATILE = ("fit_seconds", "fit_seconds_range", "steps_per_second")
 
 
 def test_torchrun_run_writes_once_and_equals_one_process(tmp_path):
-    grid = ["--corpus", CORPUS, "--orders", "2,3", "--methods", "count,gradient", "--smoothing", "auto,1",
-            "--steps", "20", "--samples", "5", "--device", "cpu"]
+    grid = ["--corpus", CORPUS, "--orders", "2,3", "--methods", "count,gradient,mlp", "--smoothing", "auto,1",
+            "--steps", "20", "--samples", "5", "--device", "cpu", "--nn-embd", "8", "--nn-embd2", "16",
+            "--nn-batch-size", "15", "--nn-lr", "0.01", "--nn-warmup", "2", "--nn-steps", "20", "--nn-eval-interval", "10"]
     single, many = tmp_path / "single", tmp_path / "many"
     assert main(["run", *grid, "--out", str(single), "--quiet"]) == 0
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
@@ -142,9 +189,16 @@ def test_torchrun_run_writes_once_and_equals_one_process(tmp_path):
     two = json.loads((many / "results.json").read_text())
     assert two["run"]["world_size"] == WORLD and "world_size" not in one["run"]
     assert two["run"]["command"].startswith(f"torchrun --standalone --nproc_per_node={WORLD} -m harness run")
-    assert len(two["results"]) == len(one["results"]) == 6
+    assert len(two["results"]) == len(one["results"]) == 7
     for a, b in zip(one["results"], two["results"]):
         assert a["status"] == b["status"] == "ok"
+        if a["method"] == "mlp":  # DDP: the ranks drew other names than one process does, so other numbers
+            assert b["steps_trained"] == a["steps_trained"] == 20 and [c["step"] for c in b["dev_curve"]] == [10, 20]
+            assert b["tokens_trained"] > 0 and abs(b["dev_nll"] - a["dev_nll"]) < 0.2 and len(b["samples"]) == 5
+            # rank 0 wrote the checkpoint once, with both ranks' generators, so --resume can go on under torchrun
+            folder = next((many / "checkpoints").iterdir())
+            assert len(torch.load(folder / "checkpoint.pt", weights_only=True)["rank_rngs"]) == WORLD
+            continue
         a, b = ({k: v for k, v in r.items() if k not in VOLATILE} for r in (a, b))
         if a["method"] == "count":
             assert a == b  # counts are exact, so are their NLLs, tuning and samples
