@@ -193,7 +193,7 @@ def _neural_family(method: str) -> Family:
     return Family(points=_neural_points(method), key=_neural_key, fields=_neural_fields, fit=_fit_neural,
                   steps=lambda cfg: -(-cfg.nn_steps // cfg.nn_eval_interval), per_order=False)
 def _arpa_points(cfg, order: int) -> list[dict]:
-    from harness.models.arpa import arpa_order
+    from harness.models.arpa_text import arpa_order
 
     return [{"order": order, "method": "arpa", "loss": None, "smoothing_spec": None, "reg": None, "arpa": path}
             for path in cfg.arpa if arpa_order(path) == order]
