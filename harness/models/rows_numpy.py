@@ -17,17 +17,14 @@ def compile_row_tables(order: int, V: int, keys, log10_probs, log10_bows) -> tup
     or None where they pass MAX_CONTEXT_IDS / MAX_ROW_BYTES.
 
     longest: (V^(n-1),) int32, for every order-n harness context id the row of its longest listed
-    suffix; rows: (R, V) float64, log10 P(w | c) for every listed context c. Rows by the backoff
+    suffix; rows: (R, V) float64, log10 P(w | c) for every context c (_contexts). Rows by the backoff
     recursion, width by width: log10 P(w | c) = log10 p(c w) where c w is listed, else
     bow(c) + log10 P(w | c's suffix), the suffix's row already built.
     """
     n = order
     if n < 2 or V ** (n - 1) > MAX_CONTEXT_IDS:
         return None
-    # listed contexts by width m = 1..n-1; at m >= 2 a gram ending in </s> (last digit 0) is no context
-    keep = [np.ones(len(keys[0]), dtype=bool)] + [x % V != 0 for x in keys[1:n - 1]]
-    contexts = [x[k] for x, k in zip(keys, keep)]
-    context_bows = [b[k] for b, k in zip(log10_bows, keep)]
+    contexts, context_bows = _contexts(n, V, keys, log10_bows)
     if sum(len(c) for c in contexts) * V * 8 > MAX_ROW_BYTES:
         return None
     rows, longest, first = [], None, 0
@@ -47,6 +44,22 @@ def compile_row_tables(order: int, V: int, keys, log10_probs, log10_bows) -> tup
         rows.append(row)
         first += len(c)
     return longest, np.concatenate(rows)
+
+
+def _contexts(n: int, V: int, keys, log10_bows) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """The contexts of width m = 1..n-1 and their log10 backoff weights: the listed m-grams and the
+    prefixes of listed (m+1)-grams, the latter with backoff 0 where not listed (a hand-written file
+    need not list them; lmplz's do). At m >= 2 an m-gram ending in </s> (last digit 0) is no context."""
+    contexts, bows = [], []
+    for m in range(1, n):
+        x, bow, prefixes = keys[m - 1], log10_bows[m - 1], keys[m] // V
+        if m >= 2:
+            keep = x % V != 0
+            x, bow, prefixes = x[keep], bow[keep], prefixes[prefixes % V != 0]
+        unlisted = np.setdiff1d(prefixes, x)
+        contexts.append(np.concatenate([x, unlisted]))
+        bows.append(np.concatenate([bow, np.zeros(len(unlisted))]))
+    return contexts, bows
 
 
 class HostRows:
