@@ -200,6 +200,8 @@ class BackoffModel(NGramModel):
         return self.keys[0].device
 
     def to(self, device) -> "BackoffModel":
+        if torch.device(device) == self.device:  # as torch's .to: the lookup tables are not built again
+            return self
         return BackoffModel(self.order, self.vocab_size, [t.to(device) for t in self.keys],
                             [t.to(device) for t in self.log10_probs], [t.to(device) for t in self.log10_bows])
 
