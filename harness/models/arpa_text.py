@@ -123,22 +123,39 @@ def _is_float(text: str) -> bool:
         return False
 
 
-def arpa_order(path) -> int:
-    """The order an ARPA file's \\data\\ header declares, reading only the header."""
-    path = Path(path)
+def _leading_lines(path: Path, last) -> list[str]:
+    """A file's lines before the first whose stripped text satisfies `last` (all where none does),
+    read line by line: the header and unigrams of a large file without the rest."""
     if not path.is_file():
         raise _missing(path)
     opener = gzip.open if path.suffix == ".gz" else open
-    header = []
+    lines = []
     try:
         with opener(path, "rt", encoding="utf-8") as handle:
             for line in handle:
-                if line.strip().endswith("-grams:"):
+                if last(line.strip()):
                     break
-                header.append(line.rstrip("\n"))
+                lines.append(line.rstrip("\n"))
     except (OSError, EOFError, UnicodeDecodeError) as exc:
         raise _unreadable(path, exc) from None
-    return len(_header(header, f"ARPA file {str(path)!r}")[0])
+    return lines
+
+
+def arpa_order(path) -> int:
+    """The order an ARPA file's \\data\\ header declares, reading only the header."""
+    path = Path(path)
+    return len(_header(_leading_lines(path, lambda line: line.endswith("-grams:")), f"ARPA file {str(path)!r}")[0])
+
+
+def arpa_characters(path) -> tuple[str, ...]:
+    """The vocabulary's tokens (boundary "." first, then the file's characters sorted) of an ARPA file,
+    reading only its header and unigrams; their errors are read_arpa_tables'."""
+    path = Path(path)
+    where = f"ARPA file {str(path)!r}"
+    lines = _leading_lines(path, lambda line: line in ("\\2-grams:", "\\end\\"))
+    declared, i = _header(lines, where)
+    rows, _ = _section(lines, i, 1, declared[0], where)
+    return _characters([r[1] for r in rows], None, where)
 
 
 def _characters(unigrams: list[str], itos, where: str) -> tuple[str, ...]:
