@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import errno
 import os
 import shlex
 import shutil
@@ -27,6 +26,7 @@ from harness.train import distributed
 from harness.run.config import (DEFAULTS, LOSSES, load_grid_file, make_run_config, parse_smoothing, resolve_device,
                                validate_order, validate_seed)
 from harness.data.corpus import builtin_corpora, load_corpus, ssa_names
+from harness.cli_fast import check_score_file, guarded
 from harness.core.errors import HarnessError
 from harness.core.progress import Progress
 
@@ -355,6 +355,7 @@ def say(line: str | None) -> None:
 
 
 def cmd_score(args) -> int:
+    from harness.core.memory import parse_bytes
     from harness.data.corpus import pack, read_items, unique_with_counts
     from harness.evaluation.evaluate import corpus_nll, item_nll, perplexity
 
@@ -363,6 +364,10 @@ def cmd_score(args) -> int:
     if args.per_item and not args.file:
         raise HarnessError("--per-item writes the items of --file; give --file FILE too")
     per_item = output_file(args.per_item, "--per-item") if args.per_item else None
+    if args.file:  # before any model is read or fitted
+        check_score_file(args.file)
+        if not args.per_item:
+            parse_bytes(args.max_memory)
     vocab, device, model, said, _ = model_for(args)
     order = model.order
     for word in args.words:
@@ -382,10 +387,6 @@ def cmd_score(args) -> int:
         nll = corpus_nll(model, one)
         print(f"  mean NLL {nll:.6f} nats/char over {len(lp)} predictions")
     if args.file:
-        if Path(args.file).is_dir():
-            raise HarnessError(f"--file {args.file!r} is a directory; give a text file, one item per line")
-        if not Path(args.file).exists():
-            raise HarnessError(f"--file {args.file!r} does not exist; give a text file, one item per line")
         if not args.per_item:  # chunk by chunk within --max-memory, never every window at once
             from harness.run.models_io import score_file
 
@@ -486,16 +487,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _drop_stdout() -> None:
-    """Point stdout at /dev/null, so the interpreter's last flush cannot fail again with a traceback."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
-    except (OSError, ValueError, AttributeError):
-        pass
-
-
 def main(argv=None) -> int:
     try:
         args = build_parser().parse_args(argv)
@@ -504,25 +495,7 @@ def main(argv=None) -> int:
         return 2
     except SystemExit as exc:  # --help and --version end here, having printed
         return exc.code if isinstance(exc.code, int) else 0
-    try:
-        code = run_command(args)
-        sys.stdout.flush()  # a full stdout fails here, inside the handlers below, not at exit
-        return code
-    except HarnessError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:  # `... | head`: the reader left; nothing to report
-        _drop_stdout()
-        return 0
-    except OSError as exc:
-        if exc.errno not in (errno.ENOSPC, errno.EIO, errno.EDQUOT):
-            raise
-        _drop_stdout()
-        print(f"error: cannot write the output ({exc.strerror}); free some space or send it elsewhere", file=sys.stderr)
-        return 2
+    return guarded(lambda: run_command(args))
 
 
 def run_command(args) -> int:

@@ -2,7 +2,8 @@
 
 psutil is not a dependency: on CPU the free memory is MemAvailable of /proc/meminfo (Linux),
 on CUDA torch.cuda.mem_get_info. A chunked pass (expanding a corpus, counting or scoring its
-windows) sizes its chunks so that its temporaries stay within the budget.
+windows) sizes its chunks so that its temporaries stay within the budget. torch is imported where
+a device is asked about, so parse_bytes serves the torch-free `score --arpa` path (harness.cli_fast).
 """
 from __future__ import annotations
 
@@ -10,8 +11,6 @@ import re
 import resource
 import sys
 from pathlib import Path
-
-import torch
 
 from harness.core.errors import HarnessError
 
@@ -23,6 +22,8 @@ _UNITS = {"": 1, "B": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
 
 def free_bytes(device: torch.device | str) -> int:
     """Free memory of a device in bytes: MemAvailable on a CPU (Linux), mem_get_info on CUDA."""
+    import torch
+
     device = torch.device(device)
     if device.type == "cuda":
         free, _total = torch.cuda.mem_get_info(device)
@@ -61,6 +62,8 @@ def memory_budget(device: torch.device | str, max_bytes: int = 0) -> int:
 
 def peak_bytes(device: torch.device | str) -> int:
     """Peak memory so far: torch.cuda.max_memory_allocated on CUDA, the process's max RSS on CPU."""
+    import torch
+
     device = torch.device(device)
     if device.type == "cuda":
         return int(torch.cuda.max_memory_allocated(device))

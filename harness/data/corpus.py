@@ -30,10 +30,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from harness.core.constants import BOUNDARY, BOUNDARY_CHAR
 from harness.core.errors import HarnessError
 
-BOUNDARY = 0  # id of the start/end token, printed as "."
-BOUNDARY_CHAR = "."
 SSA_YEARS = (1880, 2017)
 DEFAULT_CORPUS = "ssa"
 

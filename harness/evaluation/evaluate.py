@@ -7,12 +7,11 @@ which every family answers.
 """
 from __future__ import annotations
 
-import math
-
 import torch
 
 from harness.data.corpus import Corpus
 from harness.data.ngrams import Windows, WindowStream
+from harness.data.stream import perplexity  # noqa: F401 - defined where the torch-free score path can reach it
 
 SCORE_BYTES_PER_PREDICTION = 160  # a streamed chunk scored through a model: ids, context, target, lookups, log-probs
 
@@ -82,11 +81,3 @@ def item_nll(model, corpus: Corpus) -> tuple[torch.Tensor, torch.Tensor]:
     item = token_items(corpus)
     nll = torch.zeros(corpus.num_unique, dtype=torch.float64, device=lp.device).index_add_(0, item, -lp)
     return nll, corpus.lengths + 1
-
-
-def perplexity(nll_nats: float) -> float:
-    """exp(NLL); inf stays inf."""
-    try:
-        return math.exp(nll_nats)
-    except OverflowError:
-        return float("inf")

@@ -34,17 +34,16 @@ the last) are dropped on reading, and a character the file does not know is an e
 """
 from __future__ import annotations
 
-import gzip
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from harness.core.errors import HarnessError
-from harness.data.corpus import BOUNDARY_CHAR, Vocab
+from harness.data.corpus import Vocab
+from harness.models.arpa_text import END, START, UNKNOWN, read_arpa_tables
 from harness.models.backoff import BackoffModel, to_backoff
 
-START, END, UNKNOWN = "<s>", "</s>", "<unk>"
 NEVER_LOG10 = -99.0  # SRILM's log10 of "never": the probability of <s> and of <unk> in written files
 
 
@@ -104,90 +103,7 @@ def write_arpa(model, path, vocab: Vocab) -> BackoffModel:
 
 
 # ---------------------------------------------------------------------------------------------
-# reading
-
-
-def _read_lines(path: Path) -> list[str]:
-    if not path.is_file():
-        raise HarnessError(f"ARPA file {str(path)!r} does not exist; give the path of an ARPA file (e.g. lmplz's output)")
-    try:
-        data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
-        return data.decode("utf-8").splitlines()
-    except (OSError, EOFError, UnicodeDecodeError) as exc:
-        raise HarnessError(f"ARPA file {str(path)!r} cannot be read as UTF-8 text ({exc}); give an ARPA text file") from None
-
-
-def _header(lines: list[str], where: str) -> tuple[list[int], int]:
-    """The declared n-gram counts (order 1 first) and the index of the line after the header."""
-    try:
-        i = next(i for i, line in enumerate(lines) if line.strip() == "\\data\\")
-    except StopIteration:
-        raise HarnessError(f"{where} has no \\data\\ line; is it an ARPA file?") from None
-    counts = {}
-    i += 1
-    while i < len(lines) and lines[i].strip().startswith("ngram "):
-        try:
-            order, count = lines[i].strip()[len("ngram "):].split("=")
-            counts[int(order)] = int(count)
-        except ValueError:
-            raise HarnessError(f"{where} line {i + 1}: {lines[i].strip()!r} is not 'ngram K=COUNT'") from None
-        i += 1
-    if not counts or sorted(counts) != list(range(1, len(counts) + 1)):
-        raise HarnessError(f"{where}: the \\data\\ header declares orders {sorted(counts)}; an ARPA file declares 'ngram K=COUNT' for K = 1..N")
-    return [counts[k] for k in range(1, len(counts) + 1)], i
-
-
-def _section(lines: list[str], i: int, k: int, count: int, where: str) -> tuple[list[list[str]], int]:
-    """The split lines of the k-grams section, checked for count and shape."""
-    while i < len(lines) and not lines[i].strip():
-        i += 1
-    if i >= len(lines) or lines[i].strip() != f"\\{k}-grams:":
-        found = "the end of the file" if i >= len(lines) else repr(lines[i].strip()[:40])
-        raise HarnessError(f"{where}: expected the \\{k}-grams: section, found {found}; the file is truncated or malformed")
-    start = i + 1
-    body = lines[start:start + count]
-    rows = [line.split() for line in body]
-    bad = next((j for j, r in enumerate(rows) if not k + 1 <= len(r) <= k + 2), None)
-    if len(rows) < count or bad is not None:
-        j = len(rows) if bad is None else bad
-        shown = "the end of the file" if j >= len(body) else repr(body[j][:60])
-        raise HarnessError(f"{where} line {start + j + 1}: expected one of the {count} {k}-grams declared "
-                           f"(log10 prob, {k} tokens, optional backoff), found {shown}; the file is truncated or malformed")
-    return rows, start + count
-
-
-def _floats(values: list[str], where: str, what: str) -> np.ndarray:
-    try:
-        return np.array(values, dtype=np.float64)
-    except ValueError:
-        bad = next(v for v in values if not _is_float(v))
-        raise HarnessError(f"{where}: {what} {bad!r} is not a number; the file is malformed") from None
-
-
-def _is_float(text: str) -> bool:
-    try:
-        float(text)
-        return True
-    except ValueError:
-        return False
-
-
-def arpa_order(path) -> int:
-    """The order an ARPA file's \\data\\ header declares, reading only the header."""
-    path = Path(path)
-    if not path.is_file():
-        raise HarnessError(f"ARPA file {str(path)!r} does not exist; give the path of an ARPA file (e.g. lmplz's output)")
-    opener = gzip.open if path.suffix == ".gz" else open
-    header = []
-    try:
-        with opener(path, "rt", encoding="utf-8") as handle:
-            for line in handle:
-                if line.strip().endswith("-grams:"):
-                    break
-                header.append(line.rstrip("\n"))
-    except (OSError, EOFError, UnicodeDecodeError) as exc:
-        raise HarnessError(f"ARPA file {str(path)!r} cannot be read as UTF-8 text ({exc}); give an ARPA text file") from None
-    return len(_header(header, f"ARPA file {str(path)!r}")[0])
+# reading (the text is parsed by harness.models.arpa_text, numpy only)
 
 
 def read_arpa(path, vocab: Vocab | None = None, order: int | None = None) -> tuple[BackoffModel, Vocab]:
@@ -197,71 +113,8 @@ def read_arpa(path, vocab: Vocab | None = None, order: int | None = None) -> tup
     sorted); a given vocabulary must hold exactly the file's characters. order: when given, the
     file's order must equal it. Malformed or truncated files raise HarnessError.
     """
-    path = Path(path)
-    where = f"ARPA file {str(path)!r}"
-    lines = _read_lines(path)
-    declared, i = _header(lines, where)
-    n = len(declared)
-    if order is not None and order != n:
-        raise HarnessError(f"{where} is an order-{n} model, not order {order}; pass --order {n} or another file")
-    sections = []
-    for k, count in enumerate(declared, start=1):
-        rows, i = _section(lines, i, k, count, where)
-        sections.append(rows)
-    if not any(line.strip() == "\\end\\" for line in lines[i:]):
-        raise HarnessError(f"{where} has no \\end\\ line after the {n}-grams; the file is truncated")
-
-    unigrams = [r[1] for r in sections[0]]
-    chars = [t for t in unigrams if t not in (START, END, UNKNOWN)]
-    for t in chars:
-        if len(t) != 1 or t == BOUNDARY_CHAR:
-            raise HarnessError(f"{where}: token {t!r} is not a single character other than {BOUNDARY_CHAR!r}; "
-                               "the harness scores character-level models (tokens: characters, <s>, </s>, <unk>)")
-    for special in (START, END):
-        if special not in unigrams:
-            raise HarnessError(f"{where} has no {special} unigram; an ARPA file for sentences lists both <s> and </s>")
-    if len(set(unigrams)) != len(unigrams):
-        raise HarnessError(f"{where} lists a unigram twice; the file is malformed")
+    tables = read_arpa_tables(path, None if vocab is None else vocab.itos, order)
     if vocab is None:
-        vocab = Vocab.from_chars(chars)
-    elif set(vocab.itos[1:]) != set(chars):
-        extra, missing = sorted(set(chars) - set(vocab.itos[1:])), sorted(set(vocab.itos[1:]) - set(chars))
-        raise HarnessError(f"{where}: its characters differ from the given vocabulary (file only: {extra[:10]}, "
-                           f"vocabulary only: {missing[:10]}); read it with vocab=None or fit on the same characters")
-    V = vocab.size
-    # token codes: characters by id, then the specials, which only some positions allow
-    code = {ch: i for i, ch in enumerate(vocab.itos) if i}
-    code.update({START: -1, END: -2, UNKNOWN: -3})
-    keys, probs, bows = [], [], []
-    for k, rows in enumerate(sections, start=1):
-        try:
-            tokens = np.array([code[t] for r in rows for t in r[1:k + 1]], dtype=np.int64).reshape(len(rows), k)
-        except KeyError as exc:
-            raise HarnessError(f"{where}: a {k}-gram uses the token {exc.args[0]!r}, which is not a unigram; the file is malformed") from None
-        log10_prob = _floats([r[0] for r in rows], where, f"a {k}-gram's log10 probability")
-        log10_bow = _floats([r[k + 1] if len(r) > k + 1 and k < n else "0" for r in rows], where, f"a {k}-gram's backoff weight")
-        if (log10_prob > 0).any():
-            raise HarnessError(f"{where}: a {k}-gram has a positive log10 probability; the file is malformed")
-        keep = (tokens != -3).all(1)
-        if k == 1:
-            start_bow = log10_bow[tokens[:, 0] == -1]
-            keep &= tokens[:, 0] != -1  # <s> is never predicted; its backoff weight goes to id 0
-        else:
-            keep &= (tokens[:, 1:] != -1).all(1) & (tokens[:, :-1] != -2).all(1)
-        tokens, log10_prob, log10_bow = tokens[keep], log10_prob[keep], log10_bow[keep]
-        ends = tokens[:, -1] == -2
-        log10_bow[ends] = 0.0  # nothing is predicted after </s>
-        tokens = np.where(tokens < 0, 0, tokens)  # <s> first, </s> last: both the boundary id
-        ids = np.zeros(len(tokens), dtype=np.int64)
-        for j in range(k):
-            ids = ids * V + tokens[:, j]
-        if k == 1:
-            log10_bow[ids == 0] = start_bow[0]
-        order_ = np.argsort(ids, kind="stable")
-        ids, log10_prob, log10_bow = ids[order_], log10_prob[order_], log10_bow[order_]
-        if len(ids) > 1 and (ids[1:] == ids[:-1]).any():
-            raise HarnessError(f"{where} lists a {k}-gram twice; the file is malformed")
-        keys.append(torch.from_numpy(ids))
-        probs.append(torch.from_numpy(log10_prob))
-        bows.append(torch.from_numpy(log10_bow))
-    return BackoffModel(n, V, keys, probs, bows), vocab
+        vocab = Vocab(tables.itos)
+    as_tensors = [[torch.from_numpy(a) for a in arrays] for arrays in (tables.keys, tables.log10_probs, tables.log10_bows)]
+    return BackoffModel(tables.order, vocab.size, *as_tensors), vocab

@@ -46,17 +46,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
 
+from harness.core.constants import LN10
 from harness.core.errors import HarnessError
+from harness.data.stream import DEFAULT_STREAM_BYTES, FileScore, line_chunks, score_stream
 from harness.models.count import CountModel, SparseCountModel
 from harness.models.protocol import NGramModel
 from harness.models.smoothed import AddKInterpolationModel, Level, SmoothedModel
 
-LN10 = math.log(10.0)
 DENSE_MAX_IDS = 1 << 20  # ids of at most 4 names characters (27^4 = 531 K): a 4 MB int64 index
 ROWS_MAX_BYTES = 256 * 1024**2
 HASH_LOAD = 0.25
@@ -200,6 +200,8 @@ class BackoffModel(NGramModel):
         return self.keys[0].device
 
     def to(self, device) -> "BackoffModel":
+        if torch.device(device) == self.device:  # as torch's .to: the lookup tables are not built again
+            return self
         return BackoffModel(self.order, self.vocab_size, [t.to(device) for t in self.keys],
                             [t.to(device) for t in self.log10_probs], [t.to(device) for t in self.log10_bows])
 
@@ -393,62 +395,6 @@ def to_backoff(model) -> BackoffModel:
 # ---------------------------------------------------------------------------------------------
 # scoring a large file in chunks
 
-BYTES_PER_PREDICTION = 200  # a chunk's token stream, context ids and the per-order lookup temporaries
-DEFAULT_STREAM_BYTES = 256 * 1024**2
-CARRIAGE_RETURN, UNKNOWN_CHAR = -2, -1
-
-
-@dataclass(frozen=True)
-class FileScore:
-    """The summed NLL (nats) of a file's predicted tokens, their number (characters + one end per item), its items."""
-
-    nll_nats: float
-    predictions: int
-    items: int
-
-    @property
-    def mean_nll(self) -> float:
-        return self.nll_nats / self.predictions if self.predictions else float("nan")
-
-
-def _code_table(vocab) -> tuple[np.ndarray, bool]:
-    """Character code (a byte where the vocabulary is ASCII, else a code point) -> id; newline -> 0."""
-    points = [ord(ch) for ch in vocab.itos[1:]]
-    ascii_only = max(points, default=0) < 128
-    table = np.full(256 if ascii_only else 0x110000, UNKNOWN_CHAR, dtype=np.int16)
-    table[points] = np.arange(1, len(points) + 1)
-    table[ord("\n")] = 0
-    table[ord("\r")] = CARRIAGE_RETURN
-    return table, ascii_only
-
-
-def _encode_lines(block: bytes, table: np.ndarray, ascii_only: bool, path) -> np.ndarray:
-    """int32 ids of whole lines, each ended by 0, blank lines and carriage returns dropped.
-
-    The common case (no carriage return, no blank line) costs one table gather and one min.
-    """
-    if ascii_only:
-        codes = np.frombuffer(block, dtype=np.uint8)
-    else:
-        try:
-            codes = np.frombuffer(block.decode("utf-8").encode("utf-32-le"), dtype=np.uint32)
-        except UnicodeDecodeError as exc:
-            raise HarnessError(f"{str(path)!r} is not valid UTF-8 ({exc.reason}); re-encode it, e.g. iconv -t UTF-8") from None
-    ids = table[codes]
-    if len(ids) and ids.min() < 0:
-        if (ids == UNKNOWN_CHAR).any():
-            code = int(codes[int(np.argmax(ids == UNKNOWN_CHAR))])
-            shown = repr(chr(code)) if code < 128 or not ascii_only else "a non-ASCII character"
-            raise HarnessError(f"{str(path)!r} contains {shown}, not in the model's vocabulary; score files made of its characters only")
-        ids = ids[ids != CARRIAGE_RETURN]
-    if len(ids) and ids[-1] != 0:
-        ids = np.append(ids, 0)  # a last line without its newline
-    if len(ids) and (ids[0] == 0 or b"\n\n" in block or b"\n\r\n" in block or b"\r\n\r" in block):
-        previous = np.concatenate([[0], ids[:-1]])
-        ids = ids[(ids != 0) | (previous != 0)]
-    return ids.astype(np.int32)
-
-
 def _stream_windows(tokens: torch.Tensor, order: int, V: int) -> torch.Tensor:
     """(N,) int64 context ids of every token of a stream of whole lines (each ended by 0), padded per line.
 
@@ -470,58 +416,26 @@ def _stream_windows(tokens: torch.Tensor, order: int, V: int) -> torch.Tensor:
     return context.long()
 
 
-def _stream_windows_numpy(ids: np.ndarray, order: int, V: int) -> np.ndarray:
-    """_stream_windows on the host in place-updated slices (no shifted copies): int32 where V^(n-1)
-    fits, a quarter of the torch version's time on CPU."""
-    stream = ids.astype(np.int32 if V ** (order - 1) < 2**31 else np.int64, copy=False)
-    context = np.zeros_like(stream)
-    character = stream != 0
-    same_line = np.ones(len(stream), dtype=bool)  # same_line[i]: tokens i-j..i-1 are all characters
-    scale = 1
-    for j in range(1, order):
-        tail = same_line[j:]
-        np.logical_and(tail, character[:-j], out=tail)
-        same_line[:j] = False
-        context[j:] += (stream[:-j] * scale) * tail
-        scale *= V
-    return context
-
-
 def score_file_streamed(model: NGramModel, path, vocab, max_bytes: int = DEFAULT_STREAM_BYTES,
                         device=None) -> FileScore:
     """Score a text file (one item per line) under an n-gram model, chunk by chunk within `max_bytes`.
 
-    Every character and each line's end token is predicted (the harness convention, which is
-    KenLM query's for the same file); blank lines are skipped. Only one chunk of lines is held at
-    a time: about max_bytes / BYTES_PER_PREDICTION predicted tokens. On CPU a model with
-    `numpy_log10_total(context, target)` (harness.models.rows) is fed numpy arrays: numpy's
-    gathers are 2-3x torch's on CPU here.
+    The chunks are harness.data.stream's: every character and each line's end token is predicted
+    (the harness convention, which is KenLM query's for the same file), blank lines are skipped,
+    and only one chunk of lines is held at a time. On CPU a model with `stream_log10_total(ids)`
+    (harness.models.rows) is fed numpy arrays through stream.score_stream, the torch-free
+    path's own loop: numpy's gathers are 2-3x torch's on CPU here.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise HarnessError(f"file to score {str(path)!r} does not exist; give a text file, one item per line")
     if vocab.size != model.vocab_size:
         raise HarnessError(f"the vocabulary has {vocab.size} tokens but the model {model.vocab_size}; pass the model's vocabulary")
     if device is None:
         device = getattr(model, "device", "cpu")
-    on_host = torch.device(device).type == "cpu" and hasattr(model, "numpy_log10_total")
-    table, ascii_only = _code_table(vocab)
-    chunk_bytes = max(1 << 12, max_bytes // BYTES_PER_PREDICTION)
-    log10_total, nll, predictions, items = 0.0, 0.0, 0, 0
-    with path.open("rb") as handle:
-        rest = b""
-        while True:
-            data = handle.read(chunk_bytes)
-            block = rest + data
-            cut = block.rfind(b"\n") + 1 if data else len(block)
-            block, rest = block[:cut], block[cut:]
-            ids = _encode_lines(block, table, ascii_only, path) if block else np.zeros(0, dtype=np.int32)
-            if len(ids) and on_host:
-                log10_total += model.numpy_log10_total(_stream_windows_numpy(ids, model.order, model.vocab_size), ids)
-            elif len(ids):
-                tokens = torch.from_numpy(ids.astype(np.int64)).to(device)
-                nll -= float(model.score(_stream_windows(tokens, model.order, model.vocab_size), tokens).sum())
-            predictions += len(ids)
-            items += int(np.count_nonzero(ids == 0))
-            if not data:
-                return FileScore(nll - LN10 * log10_total, predictions, items)
+    if torch.device(device).type == "cpu" and hasattr(model, "stream_log10_total"):
+        return score_stream(model.stream_log10_total, path, vocab.itos, max_bytes)
+    nll, predictions, items = 0.0, 0, 0
+    for ids in line_chunks(path, vocab.itos, max_bytes):
+        tokens = torch.from_numpy(ids.astype(np.int64)).to(device)
+        nll -= float(model.score(_stream_windows(tokens, model.order, model.vocab_size), tokens).sum())
+        predictions += len(ids)
+        items += int(np.count_nonzero(ids == 0))
+    return FileScore(nll, predictions, items)

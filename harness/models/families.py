@@ -241,7 +241,7 @@ def _fit_mix(point: dict, data: FitData) -> Fitted:
 
 
 def _arpa_points(cfg, order: int) -> list[dict]:
-    from harness.models.arpa import arpa_order
+    from harness.models.arpa_text import arpa_order
 
     return [{"order": order, "method": "arpa", "loss": None, "smoothing_spec": None, "reg": None, "arpa": path}
             for path in cfg.arpa if arpa_order(path) == order]

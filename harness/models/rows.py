@@ -14,6 +14,7 @@ continuation). So a compiled model holds:
 Scoring is then rows[longest[context], target]: three elementwise passes instead of about ten
 per order. It needs V^(n-1) ids in a table (names order 6: 14.3 M, 57 MB) and R x V in memory;
 `compile_rows` returns None past those limits and callers keep the per-order backoff lookups.
+The tables are built in numpy by harness.models.rows_numpy (which `score --arpa` uses without torch).
 """
 from __future__ import annotations
 
@@ -22,9 +23,7 @@ import torch
 
 from harness.models.backoff import LN10, BackoffModel
 from harness.models.protocol import NGramModel
-
-MAX_CONTEXT_IDS = 1 << 24
-MAX_ROW_BYTES = 256 * 1024**2
+from harness.models.rows_numpy import HostRows, compile_row_tables
 
 
 class RowsModel(NGramModel):
@@ -34,11 +33,11 @@ class RowsModel(NGramModel):
     token's cell in the flattened rows is cell[context] + target).
     """
 
-    def __init__(self, backoff: BackoffModel, longest: torch.Tensor, rows: torch.Tensor):
+    def __init__(self, backoff: BackoffModel, longest: np.ndarray, rows: np.ndarray):
         self.backoff, self.order, self.vocab_size = backoff, backoff.order, backoff.vocab_size
-        self.cell, self.rows = longest * self.vocab_size, rows.flatten()
-        if self.rows.device.type == "cpu":
-            self._cell_np, self._rows_np = self.cell.numpy(), self.rows.numpy()
+        self.host = HostRows(self.order, self.vocab_size, longest, rows)
+        device = backoff.device
+        self.cell, self.rows = torch.from_numpy(self.host.cell).to(device), torch.from_numpy(self.host.rows).to(device)
 
     @property
     def device(self) -> torch.device:
@@ -50,9 +49,11 @@ class RowsModel(NGramModel):
 
     def numpy_log10_total(self, context: np.ndarray, target: np.ndarray) -> float:
         """The summed log10 P of numpy context and target ids (int32 or int64), on the host."""
-        cell = self._cell_np[context]
-        cell += target
-        return float(self._rows_np[cell].sum())
+        return self.host.numpy_log10_total(context, target)
+
+    def stream_log10_total(self, ids: np.ndarray) -> float:
+        """The summed log10 P of a stream of whole lines, on the host (HostRows.stream_log10_total)."""
+        return self.host.stream_log10_total(ids)
 
     def score(self, context: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return self.log10_score(context, target).mul_(LN10)
@@ -62,36 +63,7 @@ class RowsModel(NGramModel):
 
 
 def compile_rows(backoff: BackoffModel) -> RowsModel | None:
-    """The one-lookup form of a backoff model, or None where its tables pass the module's limits.
-
-    Rows by the backoff recursion, width by width: log10 P(w | c) = log10 p(c w) where c w is
-    listed, else bow(c) + log10 P(w | c's suffix), the suffix's row already built.
-    """
-    n, V = backoff.order, backoff.vocab_size
-    device = backoff.device
-    if n < 2 or V ** (n - 1) > MAX_CONTEXT_IDS:
-        return None
-    # listed contexts by width m = 1..n-1; at m >= 2 a gram ending in </s> (last digit 0) is no context
-    keep = [torch.ones_like(backoff.keys[0], dtype=torch.bool)] + [x % V != 0 for x in backoff.keys[1:n - 1]]
-    contexts = [x[k] for x, k in zip(backoff.keys, keep)]
-    if sum(c.numel() for c in contexts) * V * 8 > MAX_ROW_BYTES:
-        return None
-    rows, longest, first = [], None, 0
-    for m, (c, k) in enumerate(zip(contexts, keep), start=1):
-        bow = backoff.log10_bows[m - 1][k]
-        if longest is None:
-            row = backoff.log10_probs[0].expand(c.numel(), V) + bow[:, None]
-            longest = torch.empty(V, dtype=torch.int32, device=device)
-        else:
-            below = torch.cat(rows)
-            row = below[longest[c % V ** (m - 1)].long()] + bow[:, None]
-            longest = longest[torch.arange(V**m, device=device) % V ** (m - 1)]  # unlisted ids: their suffix's row
-        ids = torch.arange(first, first + c.numel(), dtype=torch.int32, device=device)
-        longest[c] = ids
-        grams, probs = backoff.keys[m], backoff.log10_probs[m]
-        prefix = grams // V
-        listed = prefix % V != 0 if m >= 2 else torch.ones_like(prefix, dtype=torch.bool)
-        row[(longest[prefix[listed]].long() - first), grams[listed] % V] = probs[listed]
-        rows.append(row)
-        first += c.numel()
-    return RowsModel(backoff, longest, torch.cat(rows))
+    """The one-lookup form of a backoff model, or None where its tables pass rows_numpy's limits."""
+    host = [[t.cpu().numpy() for t in tensors] for tensors in (backoff.keys, backoff.log10_probs, backoff.log10_bows)]
+    tables = compile_row_tables(backoff.order, backoff.vocab_size, *host)
+    return None if tables is None else RowsModel(backoff, *tables)

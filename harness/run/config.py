@@ -332,7 +332,7 @@ def _with_arpa(cfg: RunConfig) -> RunConfig:
     """ARPA files join the grid as method arpa; each must declare one of the run's orders."""
     from dataclasses import replace
 
-    from harness.models.arpa import arpa_order
+    from harness.models.arpa_text import arpa_order
 
     if not cfg.arpa:
         if "arpa" in cfg.methods:

@@ -75,10 +75,10 @@ def load_saved(spec: str, order: int, smoothing: str, device) -> Loaded:
 
 def load_arpa_model(path, device) -> Loaded:
     from harness.models.arpa import read_arpa
+    from harness.models.arpa_text import description
 
     model, vocab = read_arpa(path)
-    return Loaded(model.to(device), vocab, device, f"model: ARPA file {path} (order {model.order}, "
-                                                   f"{sum(model.num_ngrams()):,} n-grams, {vocab.size - 1} characters), not refitted")
+    return Loaded(model.to(device), vocab, device, description(path, model.order, sum(model.num_ngrams()), vocab.size - 1))
 
 
 def export_arpa(run_dir: str, order: int, smoothing: str, out) -> str:
@@ -122,16 +122,12 @@ def file_scorer(model):
 
 def score_file(model, path, vocab: Vocab, device, max_memory) -> str:
     """Score a file of items chunk by chunk within max_memory ("auto": DEFAULT_STREAM_BYTES); the line to print."""
+    from harness.cli_fast import check_score_file, file_score_line
     from harness.core.memory import parse_bytes
-    from harness.evaluation.evaluate import perplexity
     from harness.models.backoff import DEFAULT_STREAM_BYTES, score_file_streamed
 
-    if not Path(path).is_file():
-        raise HarnessError(f"--file {str(path)!r} does not exist; give a text file, one item per line")
+    check_score_file(path)
     if getattr(model, "order", None) is None:
         raise HarnessError("--file without --per-item streams n-gram models only; add --per-item OUT.csv for this model")
     budget = parse_bytes(max_memory)
-    scored = score_file_streamed(file_scorer(model), path, vocab, budget or DEFAULT_STREAM_BYTES, device)
-    nll = scored.mean_nll
-    return (f"{path}: mean NLL {nll:.6f} nats/char, perplexity {perplexity(nll):.4f}, "
-            f"{scored.items:,} items, {scored.predictions:,} predicted characters")
+    return file_score_line(path, score_file_streamed(file_scorer(model), path, vocab, budget or DEFAULT_STREAM_BYTES, device))

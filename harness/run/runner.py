@@ -327,8 +327,18 @@ def run_hashes(cfg: RunConfig, runner: Runner) -> dict:
 def check_limits(cfg: RunConfig, runner: Runner) -> None:
     """Values that are valid alone but not on this corpus, refused before any folder is made:
     an order whose V^n n-gram ids overflow int64, a minibatch larger than the training rows, a neural
-    minibatch smaller than the torchrun ranks that share it."""
+    minibatch smaller than the torchrun ranks that share it, an ARPA file whose characters are not exactly
+    the corpus's (its model could not score the splits)."""
+    from harness.models.arpa_text import arpa_characters
+
     V = runner.corpus.vocab.size
+    chars = set(runner.corpus.vocab.itos[1:])
+    for path in cfg.arpa:
+        listed = set(arpa_characters(path)[1:])
+        if listed != chars:
+            raise HarnessError(f"arpa (--arpa) {path!r}: its characters are not the corpus's (corpus only: {sorted(chars - listed)[:10]}, "
+                               f"file only: {sorted(listed - chars)[:10]}); give an ARPA file of this corpus's characters, "
+                               "e.g. lmplz's on its train split with every character of dev and test seen there")
     for order in cfg.orders:
         if V**order >= 2**63:
             raise HarnessError(f"orders (--orders): order {order} over this corpus's {V} tokens has {V}^{order} n-grams, "

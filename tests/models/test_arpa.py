@@ -188,6 +188,10 @@ def test_hand_written_arpa_equals_brute_force(tmp_path):
         expected += [brute_log10(probs, bows, tuple(tokens[max(0, i - 2):i]), tokens[i]) * math.log(10)
                      for i in range(1, len(tokens))]
     torch.testing.assert_close(got, torch.tensor(expected, dtype=torch.float64), rtol=0, atol=1e-12)
+    from harness.models.rows import compile_rows
+
+    rows = compile_rows(model)  # the one-lookup form `score --file` uses: `b a </s>` is listed, its context `b a` is not
+    torch.testing.assert_close(rows.score(win.context, win.target), torch.tensor(expected, dtype=torch.float64), rtol=0, atol=1e-12)
 
 
 def _mutations():

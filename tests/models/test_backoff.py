@@ -175,11 +175,23 @@ def test_stream_contexts_equal_the_windows_of_the_corpus(tiny, order):
     torch.testing.assert_close(backoff._stream_windows(stream, order, tiny.vocab.size), win.context, rtol=0, atol=0)
 
 
-@pytest.mark.parametrize("order", [1, 2, 6, 9])
-def test_numpy_stream_contexts_equal_the_windows_of_the_corpus(tiny, order):
-    win = windows(tiny, order)
-    stream = np.concatenate([np.array(tiny.vocab.encode(item) + [0], dtype=np.int32) for item in tiny.items])
-    assert np.array_equal(backoff._stream_windows_numpy(stream, order, tiny.vocab.size), win.context.numpy())
+@pytest.mark.parametrize("order", [2, 3, 5, 6])
+@pytest.mark.parametrize("method", ["kn", "wb", "interp"])
+def test_rows_over_unpadded_stream_contexts_equal_the_padded_windows(split, order, method):
+    """HostRows.stream_log10_total reads contexts straight across line ends (its docstring): every
+    token's row is the one of its padded context, so the totals agree to the bit."""
+    from harness.models.rows import compile_rows
+    from harness.models.smoothed import fit_smoothed
+
+    _, _, splits = split
+    train, dev, test = (windows(splits[s], order) for s in ("train", "dev", "test"))
+    rows = compile_rows(to_backoff(fit_smoothed(method, train, dev)[0]))
+    corpus = splits["test"]
+    # the token stream of the unique test items, each ended by 0, and their padded windows (weight 1 each)
+    stream = np.concatenate([np.array(corpus.vocab.encode(item) + [0], dtype=np.int32) for item in corpus.items])
+    once = windows(pack("once", list(corpus.items), None, "cpu", vocab=corpus.vocab), order)
+    assert np.array_equal(stream, once.target.numpy())
+    assert rows.stream_log10_total(stream) == rows.numpy_log10_total(once.context.numpy(), stream)
 
 
 @pytest.mark.parametrize("order", [2, 3, 5, 6])

@@ -104,3 +104,23 @@ def test_an_arpa_file_as_a_run_configuration(split, kenlm, tmp_path, capsys):
 
     assert_clean_error_in_process(capsys, ["run", "--orders", "2", "--arpa", str(arpa), "--out", str(tmp_path / "x")],
                                   "order-3 model", "add 3")
+
+
+@pytest.mark.parametrize("names, says", [("abba\nbab\nabc\ncab\nba\n" * 4, "corpus only: ['c'], file only: []"),
+                                         ("aa\naaa\na\naaaa\naaaaa\n" * 4, "corpus only: [], file only: ['b']")])
+def test_an_arpa_file_of_other_characters_is_refused_before_any_fit(tmp_path, capsys, monkeypatch, names, says):
+    """Not a failed configuration after the others ran: one line, exit 2, no run folder."""
+    import harness.run.runner as runner
+    from tests.models.test_arpa import HAND_WRITTEN  # characters a and b, order 3
+    from tests.test_cli import assert_clean_error_in_process
+
+    def no_run(*args, **kwargs):
+        raise AssertionError("the run began")
+
+    monkeypatch.setattr(runner, "run_grid", no_run)
+    arpa, corpus, out = tmp_path / "ab.arpa", tmp_path / "names.txt", tmp_path / "run"
+    arpa.write_text(HAND_WRITTEN)
+    corpus.write_text(names)
+    assert_clean_error_in_process(capsys, ["run", "--corpus", str(corpus), "--orders", "3", "--smoothing", "kn", "--arpa", str(arpa),
+                                           "--device", "cpu", "--quiet", "--out", str(out)], "its characters are not the corpus's", says)
+    assert not out.exists()
