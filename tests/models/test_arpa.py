@@ -27,12 +27,34 @@ def kenlm_bin() -> Path | None:
     return None
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def kenlm() -> Path:
     folder = kenlm_bin()
     if folder is None:
         pytest.skip("KenLM's lmplz and query not found: set KENLM_BIN (../shared/tools/build_kenlm.sh builds them)")
     return folder
+
+
+def run_lmplz(kenlm: Path, train_sp: Path, order: int, arpa: Path) -> Path:
+    """lmplz's model of `train_sp` (characters separated by spaces) at `order`, written to `arpa`."""
+    with train_sp.open() as train, arpa.open("w") as out:
+        subprocess.run([str(kenlm / "lmplz"), "-o", str(order), "-S", "64M", "--discount_fallback"], stdin=train,
+                       stdout=out, stderr=subprocess.DEVNULL, check=True)
+    return arpa
+
+
+@pytest.fixture(scope="session")
+def lmplz_arpa(kenlm, reference_split, tmp_path_factory):
+    """order -> lmplz's ARPA file of the REFERENCE train split, built once a session: every test that reads
+    one (here and tests/run/test_arpa_cli.py) shares it, and none writes to it."""
+    folder, built = tmp_path_factory.mktemp("lmplz"), {}
+
+    def get(order: int) -> Path:
+        if order not in built:
+            built[order] = run_lmplz(kenlm, reference_split[0] / "train.sp", order, folder / f"lmplz{order}.arpa")
+        return built[order]
+
+    return get
 
 
 @pytest.fixture(scope="module")
@@ -259,12 +281,9 @@ def test_interp_arpa_scored_by_query_equals_harness(kenlm, split, tmp_path):
 
 
 @pytest.mark.parametrize("order", [2, 3, 4, 5, 6])
-def test_lmplz_arpa_read_here_equals_query(kenlm, split, tmp_path, order):
+def test_lmplz_arpa_read_here_equals_query(kenlm, lmplz_arpa, split, order):
     folder, vocab, splits, _ = split
-    arpa = tmp_path / f"lmplz{order}.arpa"
-    with (folder / "train.sp").open() as train, arpa.open("w") as out:
-        subprocess.run([str(kenlm / "lmplz"), "-o", str(order), "-S", "64M", "--discount_fallback"], stdin=train, stdout=out,
-                       stderr=subprocess.DEVNULL, check=True)
+    arpa = lmplz_arpa(order)
     model, read_vocab = read_arpa(arpa, vocab=vocab)
     assert read_vocab == vocab and model.order == order
     test = windows(splits["test"], order)
