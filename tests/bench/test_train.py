@@ -34,8 +34,11 @@ def test_training_bench_rows_and_report(tmp_path):
         assert "needs CUDA" in by[("index-triton", order)]["note"]
         assert abs(counts["last_loss"] - by[("index-torch", order)]["last_loss"]) < 1e-4
     assert ("index-compiled", 2) not in by  # --backends leaves the compiled backend out
+    # --quick: the neural rows `--suite train` also runs (every family x backend, each checked against torch's
+    # losses, a failed one failing the command) take 20 steps instead of 100; the rows above keep their flags
     argv = ["bench", "--device", "cpu", "--out", str(tmp_path / "cli"), "--suite", "train", "--corpus",
-            str(tmp_path / "names.txt"), "--orders", "2", "--backends", "torch", "--train-steps", "2", "--train-repeats", "1"]
+            str(tmp_path / "names.txt"), "--orders", "2", "--backends", "torch", "--train-steps", "2", "--train-repeats", "1",
+            "--quick"]
     assert main(argv) == 0
     df = pd.read_csv(tmp_path / "cli" / "train.csv", keep_default_na=False, na_values=[""])
     assert list(df.columns) == bench.TRAIN_CSV_COLUMNS and set(df.variant) == {"index-torch", "onehot-torch", "counts"}

@@ -27,12 +27,34 @@ def kenlm_bin() -> Path | None:
     return None
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def kenlm() -> Path:
     folder = kenlm_bin()
     if folder is None:
         pytest.skip("KenLM's lmplz and query not found: set KENLM_BIN (../shared/tools/build_kenlm.sh builds them)")
     return folder
+
+
+def run_lmplz(kenlm: Path, train_sp: Path, order: int, arpa: Path) -> Path:
+    """lmplz's model of `train_sp` (characters separated by spaces) at `order`, written to `arpa`."""
+    with train_sp.open() as train, arpa.open("w") as out:
+        subprocess.run([str(kenlm / "lmplz"), "-o", str(order), "-S", "64M", "--discount_fallback"], stdin=train,
+                       stdout=out, stderr=subprocess.DEVNULL, check=True)
+    return arpa
+
+
+@pytest.fixture(scope="session")
+def lmplz_arpa(kenlm, reference_split, tmp_path_factory):
+    """order -> lmplz's ARPA file of the REFERENCE train split, built once a session: every test that reads
+    one (here and tests/run/test_arpa_cli.py) shares it, and none writes to it."""
+    folder, built = tmp_path_factory.mktemp("lmplz"), {}
+
+    def get(order: int) -> Path:
+        if order not in built:
+            built[order] = run_lmplz(kenlm, reference_split[0] / "train.sp", order, folder / f"lmplz{order}.arpa")
+        return built[order]
+
+    return get
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +86,20 @@ def fit(method: str, split, order: int):
     if method == "addk-dense":
         return CountModel.fit(train, 0.1)
     return fit_smoothed(method, train, dev)[0]
+
+
+@pytest.fixture(scope="module")
+def fitted(split):
+    """(method, order) -> fit(method, split, order), fitted once for the module: the brute-force, round-trip
+    and query tests below read the same models (none changes one)."""
+    models = {}
+
+    def get(method: str, order: int):
+        if (method, order) not in models:
+            models[method, order] = fit(method, split, order)
+        return models[method, order]
+
+    return get
 
 
 # ---------------------------------------------------------------------------------------------
@@ -111,25 +147,25 @@ def brute_nll(path: Path, items) -> float:
 
 @pytest.mark.parametrize("order", [2, 3, 4, 5, 6])
 @pytest.mark.parametrize("method", ["kn", "wb", "addk"])
-def test_written_file_scored_by_brute_force_equals_harness(split, tmp_path, method, order):
+def test_written_file_scored_by_brute_force_equals_harness(split, fitted, tmp_path, method, order):
     _, vocab, splits, test_items = split
-    model = fit(method, split, order)
+    model = fitted(method, order)
     write_arpa(model, tmp_path / "m.arpa", vocab)
     assert brute_nll(tmp_path / "m.arpa", test_items) == pytest.approx(harness_nll(model, windows(splits["test"], order)), abs=1e-9)
 
 
 @pytest.mark.parametrize("method,order", [("interp", 3), ("addk-dense", 3), ("interp", 2)])
-def test_interp_and_dense_add_k_written_files(split, tmp_path, method, order):
+def test_interp_and_dense_add_k_written_files(split, fitted, tmp_path, method, order):
     _, vocab, splits, test_items = split
-    model = fit(method, split, order)
+    model = fitted(method, order)
     write_arpa(model, tmp_path / "m.arpa", vocab)
     assert brute_nll(tmp_path / "m.arpa", test_items) == pytest.approx(harness_nll(model, windows(splits["test"], order)), abs=1e-9)
 
 
 @pytest.mark.parametrize("method", ["kn", "wb", "interp", "addk"])
-def test_write_read_round_trip_is_exact(split, tmp_path, method):
+def test_write_read_round_trip_is_exact(split, fitted, tmp_path, method):
     _, vocab, splits, _ = split
-    model = fit(method, split, 4)
+    model = fitted(method, 4)
     written = write_arpa(model, tmp_path / "m.arpa", vocab)
     read, read_vocab = read_arpa(tmp_path / "m.arpa")
     assert read_vocab == vocab and read.order == 4
@@ -245,30 +281,27 @@ def test_order_vocabulary_and_export_mismatches_raise(tmp_path, split):
 
 @pytest.mark.parametrize("order", [2, 3, 4, 5, 6])
 @pytest.mark.parametrize("method", ["kn", "wb", "addk"])
-def test_harness_arpa_scored_by_query_equals_harness(kenlm, split, tmp_path, method, order):
+def test_harness_arpa_scored_by_query_equals_harness(kenlm, split, fitted, tmp_path, method, order):
     folder, vocab, splits, _ = split
-    model = fit(method, split, order)
+    model = fitted(method, order)
     write_arpa(model, tmp_path / "m.arpa", vocab)
     test = windows(splits["test"], order)
     got = query_nll(kenlm, tmp_path / "m.arpa", folder / "test.sp", float(test.weight.sum()))
     assert got == pytest.approx(harness_nll(model, test), abs=1e-4)
 
 
-def test_interp_arpa_scored_by_query_equals_harness(kenlm, split, tmp_path):
+def test_interp_arpa_scored_by_query_equals_harness(kenlm, split, fitted, tmp_path):
     folder, vocab, splits, _ = split
-    model = fit("interp", split, 3)
+    model = fitted("interp", 3)
     write_arpa(model, tmp_path / "m.arpa", vocab)
     test = windows(splits["test"], 3)
     assert query_nll(kenlm, tmp_path / "m.arpa", folder / "test.sp", float(test.weight.sum())) == pytest.approx(harness_nll(model, test), abs=1e-4)
 
 
 @pytest.mark.parametrize("order", [2, 3, 4, 5, 6])
-def test_lmplz_arpa_read_here_equals_query(kenlm, split, tmp_path, order):
+def test_lmplz_arpa_read_here_equals_query(kenlm, lmplz_arpa, split, order):
     folder, vocab, splits, _ = split
-    arpa = tmp_path / f"lmplz{order}.arpa"
-    with (folder / "train.sp").open() as train, arpa.open("w") as out:
-        subprocess.run([str(kenlm / "lmplz"), "-o", str(order), "-S", "64M", "--discount_fallback"], stdin=train, stdout=out,
-                       stderr=subprocess.DEVNULL, check=True)
+    arpa = lmplz_arpa(order)
     model, read_vocab = read_arpa(arpa, vocab=vocab)
     assert read_vocab == vocab and model.order == order
     test = windows(splits["test"], order)

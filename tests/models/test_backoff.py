@@ -116,17 +116,32 @@ def test_add_k_with_k_zero_and_unknown_models_are_refused(tiny):
         to_backoff(object())
 
 
-@pytest.mark.parametrize("max_bytes", [1, 200 * 5000, 1 << 30])
-@pytest.mark.parametrize("order", [3, 6])
-def test_streamed_file_score_equals_mean_nll(split, order, max_bytes):
-    """Tiny budgets cut the file into many chunks (4 KiB, mid-file); the sums do not change."""
-    folder, vocab, splits = split
-    train, test = windows(splits["train"], order), windows(splits["test"], order)
-    model = KneserNeyModel.fit(train)
-    expected = float(-(model.score(test.context, test.target) * test.weight).sum())
+@pytest.fixture(scope="module")
+def kn_forms(split):
+    """order -> (test windows, KN model, the forms scored from a file), fitted once per order for every budget."""
     from harness.models.rows import compile_rows
 
-    for scored in (to_backoff(model), model, compile_rows(to_backoff(model))):  # the last on numpy arrays
+    _, _, splits = split
+    built = {}
+
+    def get(order: int):
+        if order not in built:
+            model = KneserNeyModel.fit(windows(splits["train"], order))
+            built[order] = (windows(splits["test"], order), model,
+                            (to_backoff(model), model, compile_rows(to_backoff(model))))  # the last on numpy arrays
+        return built[order]
+
+    return get
+
+
+@pytest.mark.parametrize("max_bytes", [1, 200 * 5000, 1 << 30])
+@pytest.mark.parametrize("order", [3, 6])
+def test_streamed_file_score_equals_mean_nll(split, kn_forms, order, max_bytes):
+    """Tiny budgets cut the file into many chunks (4 KiB, mid-file); the sums do not change."""
+    folder, vocab, _ = split
+    test, model, forms = kn_forms(order)
+    expected = float(-(model.score(test.context, test.target) * test.weight).sum())
+    for scored in forms:
         result = score_file_streamed(scored, folder / "test.txt", vocab, max_bytes)
         assert result.predictions == int(test.weight.sum()) and result.items == 3204
         assert result.nll_nats == pytest.approx(expected, rel=1e-12)
