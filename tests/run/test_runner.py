@@ -30,7 +30,10 @@ def test_sigint_keeps_finished_configurations_and_resume_finishes(tmp_path):
     # a count model finishes at once; the gradient model after it takes many seconds
     proc = subprocess.Popen([sys.executable, "-m", "harness", "run", *SMALL, "--orders", "2", "--methods", "count,gradient",
                              "--steps", "100000", "--out", str(out)], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            # a shell without job control starts background jobs (`pytest &`) with SIGINT ignored, and a
+                            # child inherits that: Python then installs no KeyboardInterrupt handler and the signal is lost
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while time.time() < deadline:
         if (out / "results.json").exists() and len(records(out)) >= 1:
