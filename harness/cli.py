@@ -62,6 +62,8 @@ def add_run_parser(sub) -> None:
     p.add_argument("--mix", action="store_true", default=None, help="one more configuration: the best count model (on dev) "
                    "mixed token by token with the best neural one, lambda p_count + (1 - lambda) p_neural, lambda tuned on dev by EM")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument("--no-figures", dest="no_figures", action="store_true",
+                   help="leave out the PNGs, most of a small run's time; python -m harness report RUN_DIR draws them later")
     s = p.add_argument_group("samples of each configuration (as python -m harness sample draws them)")
     s.add_argument("--temperature", help=f"sharpen (< 1) or flatten (> 1) the next-character distribution (default {d.temperature:g})")
     s.add_argument("--top-k", dest="top_k", help=f"draw among the k most likely next characters only, 0 = all (default {d.top_k})")
@@ -201,7 +203,7 @@ def _run(args, cfg, out: Path, previous: dict | None, device) -> int:
             previous = load_results(out)  # again, under the lock
             check_resumable(previous, hashes, cfg, out)
         started = True
-        results = run_grid(cfg, out, progress, command, previous, device, runner=runner)
+        results = run_grid(cfg, out, progress, command, previous, device, runner=runner, figures=not args.no_figures)
     except KeyboardInterrupt:
         if main_rank and started:
             print(f"interrupted: finished configurations are in {out}; finish with: {launcher} run --resume {out}", file=sys.stderr)

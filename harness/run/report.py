@@ -221,7 +221,9 @@ def render_report(results: dict) -> str:
         lines += ["The split files (one item per line; weights as CSV for weighted corpora) let another toolkit "
                   "run on exactly this data.", ""]
     noise = near_best(results)
-    figs = figure_specs(results)
+    figs, skipped = figure_specs(results), run.get(FIGURES_SKIPPED)
+    lines += ["Figures were left out (`--no-figures`): `python -m harness report <this folder>` draws and links them.", ""] if figs and skipped else []
+    figs = {} if skipped else figs
     lines += ["## Loss (mean NLL, nats per character)", "", loss_table(results["results"], noise), ""]
     if any(r.get("dev_nll_ci") or r.get("train_nll_ci") for r in results["results"]):
         lines += ["± is half the width of the 95 % bootstrap interval over items (1,000 Poisson resamples of the split's "
@@ -347,6 +349,7 @@ def timing_table(records: list[dict]) -> str | None:
 
 
 HEATMAP_MAX_V = 120  # past this a V x V picture says nothing
+FIGURES_SKIPPED = "figures_skipped"  # results.json's run key: the run ended with --no-figures, no PNG drawn
 
 
 def figure_specs(results: dict) -> dict[str, tuple]:
@@ -552,17 +555,20 @@ def results_frame(results: dict) -> pd.DataFrame:
     return pd.DataFrame([{c: r.get(c) for c in CSV_COLUMNS} for r in results["results"]], columns=CSV_COLUMNS)
 
 
-def write_run(out_dir: Path, results: dict, figures: bool = False) -> None:
-    """Write results.json, then results.csv and report.md rendered from what results.json holds,
-    each atomically, so `python -m harness report` rebuilds the same bytes from the JSON alone.
-    `figures` also draws the PNGs first (slow: done once at the end of a run), so that
-    results.json and report.md can name a figure that failed."""
+def write_run(out_dir: Path, results: dict, figures: bool | None = None) -> None:
+    """Write results.json, then results.csv and report.md rendered from what results.json holds, each atomically,
+    so `python -m harness report` rebuilds the same bytes from the JSON alone. `figures`: True draws the PNGs first
+    (slow: once, at the end), so results.json and report.md can name one that failed; False (the end of a
+    --no-figures run) marks them not drawn; None (a save during the run) leaves them as they are."""
     out_dir = Path(out_dir)
     if figures:
         _, failed = write_figures(out_dir, jsonio.loads(jsonio.dumps(results), FLOAT_KEYS))
         results["run"].pop("figure_errors", None)
+        results["run"].pop(FIGURES_SKIPPED, None)
         if failed:
             results["run"]["figure_errors"] = failed
+    elif figures is False:  # the end of a run (whose results["run"] is new: no figure_errors from before)
+        results["run"][FIGURES_SKIPPED] = True
     text = jsonio.dumps(results)
     jsonio.write_atomic(out_dir / "results.json", text)
     saved = jsonio.loads(text, FLOAT_KEYS)

@@ -396,7 +396,7 @@ def new_results(cfg: RunConfig, runner: Runner, command: str, hashes: dict | Non
 
 
 def run_grid(cfg: RunConfig, out_dir: Path, progress: Progress, command: str, previous: dict | None = None,
-             device: torch.device | None = None, runner: Runner | None = None) -> dict:
+             device: torch.device | None = None, runner: Runner | None = None, figures: bool = True) -> dict:
     """Run every configuration of `cfg`, writing the results after each one; return the results.
 
     With `previous` (the results.json of an interrupted run with the same grid) the
@@ -405,7 +405,8 @@ def run_grid(cfg: RunConfig, out_dir: Path, progress: Progress, command: str, pr
     interrupted configuration as such and re-raises, with every finished one already on disk.
     `device` is this rank's under torchrun (default: cfg.device); every rank runs the grid, and
     only rank 0 writes files (its `progress` is the only one not quiet). `runner`: one already
-    built (the CLI builds it to check limits and hashes before it claims the folder).
+    built (the CLI builds it to check limits and hashes before it claims the folder). `figures`:
+    draw the PNGs at the end (False: leave them to `python -m harness report`, which draws them later).
     """
     device = device or resolve_device(cfg.device)
     writes = distributed.is_main()
@@ -481,7 +482,7 @@ def run_grid(cfg: RunConfig, out_dir: Path, progress: Progress, command: str, pr
     results["run"]["machine_load"]["end"] = load_average()  # the 1-minute load after the last configuration
     save()
     if writes:
-        report.write_run(out_dir, results, figures=True)
+        report.write_run(out_dir, results, figures=figures)
     return results
 
 

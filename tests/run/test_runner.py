@@ -12,7 +12,9 @@ from harness.cli import main
 from harness.run.runner import grid_hash
 from tests.conftest import REPO
 
-SMALL = ["--corpus", "ssa:1900", "--samples", "5", "--quiet"]
+# --no-figures: most tests check numbers and files, not pictures, and the PNGs were most of their time
+SMALL = ["--corpus", "ssa:1900", "--samples", "5", "--quiet", "--no-figures"]
+DRAWN = SMALL[:-1]  # the same with the figures, for the tests that look at them
 
 
 def run_cli(*args):
@@ -55,10 +57,10 @@ def test_sigint_keeps_finished_configurations_and_resume_finishes(tmp_path):
     data = json.loads((out / "results.json").read_text())
     data["run"]["config"]["steps"] = 5
     (out / "results.json").write_text(json.dumps(data))
-    assert run_cli("run", "--resume", str(out), "--quiet") == 2  # an edited grid is refused: kept results would not be its
+    assert run_cli("run", "--resume", str(out), "--quiet", "--no-figures") == 2  # an edited grid is refused: kept results would not be its
     data["run"]["hashes"]["grid"] = grid_hash(data["run"]["config"])  # the edit made on purpose, as a test may
     (out / "results.json").write_text(json.dumps(data))
-    assert run_cli("run", "--resume", str(out), "--quiet") == 0
+    assert run_cli("run", "--resume", str(out), "--quiet", "--no-figures") == 0
     done = records(out)
     assert [r["status"] for r in done] == ["ok", "ok"]
     assert done[0] == first  # kept, not redone (same fit_seconds too)
@@ -67,7 +69,7 @@ def test_sigint_keeps_finished_configurations_and_resume_finishes(tmp_path):
 
 def test_report_rebuilds_report_md_byte_for_byte(tmp_path):
     out = tmp_path / "run"
-    assert run_cli("run", *SMALL, "--orders", "2,3", "--methods", "count,gradient", "--steps", "3", "--reg", "0.01,0.1",
+    assert run_cli("run", *DRAWN, "--orders", "2,3", "--methods", "count,gradient", "--steps", "3", "--reg", "0.01,0.1",
                    "--out", str(out)) == 0
     before = (out / "report.md").read_bytes()
     csv_before = (out / "results.csv").read_bytes()
@@ -79,6 +81,29 @@ def test_report_rebuilds_report_md_byte_for_byte(tmp_path):
     assert (out / "report.md").read_bytes() == before
     assert (out / "results.csv").read_bytes() == csv_before
     assert (out / "tuning_reg.png").exists() and (out / "bigram_counts.png").exists()
+
+
+def test_no_figures_leaves_the_pngs_to_report(tmp_path):
+    """--no-figures draws nothing and says so in report.md; `report` then draws the very PNGs (byte for byte) and
+    links that a run drawing its figures has. Oracle: the same grid run with its figures."""
+    drawn, skipped = tmp_path / "drawn", tmp_path / "skipped"
+    grid = ["--orders", "2,3", "--methods", "count,gradient", "--steps", "3", "--reg", "0.01,0.1"]
+    assert run_cli("run", *DRAWN, *grid, "--out", str(drawn)) == 0
+    assert run_cli("run", *SMALL, *grid, "--out", str(skipped)) == 0
+    pngs = sorted(p.name for p in drawn.glob("*.png"))
+    assert len(pngs) == 5 and not list(skipped.glob("*.png"))
+    same = ("key", "train_nll", "dev_nll", "test_nll", "train_losses", "samples")
+    assert [[r.get(k) for k in same] for r in records(skipped)] == [[r.get(k) for k in same] for r in records(drawn)]
+    links = lambda text: sorted(line for line in text.splitlines() if ".png" in line)  # noqa: E731
+    text = (skipped / "report.md").read_text()
+    assert links(text) == [] and "--no-figures" in text and "python -m harness report" in text
+    assert json.loads((skipped / "results.json").read_text())["run"]["figures_skipped"] is True
+    assert run_cli("report", str(skipped)) == 0
+    assert sorted(p.name for p in skipped.glob("*.png")) == pngs
+    for name in pngs:
+        assert (skipped / name).read_bytes() == (drawn / name).read_bytes(), name
+    assert links((skipped / "report.md").read_text()) == links((drawn / "report.md").read_text())
+    assert "figures_skipped" not in json.loads((skipped / "results.json").read_text())["run"]
 
 
 def test_same_seed_same_results(tmp_path):
@@ -109,11 +134,11 @@ def test_grid_file_round_trip(tmp_path):
     grid = tmp_path / "grid.toml"
     grid.write_text('corpus = "ssa:1900"\norders = [2]\nsmoothing = ["auto", "1.0"]\nsamples = 3\n')
     out = tmp_path / "run"
-    assert run_cli("run", "--config", str(grid), "--quiet", "--out", str(out)) == 0
+    assert run_cli("run", "--config", str(grid), "--quiet", "--no-figures", "--out", str(out)) == 0
     first = records(out)
     assert [r["smoothing_spec"] for r in first] == ["auto", "1.0"]
     again = tmp_path / "again"
-    assert run_cli("run", "--config", str(out / "grid.toml"), "--quiet", "--out", str(again)) == 0
+    assert run_cli("run", "--config", str(out / "grid.toml"), "--quiet", "--no-figures", "--out", str(again)) == 0
     assert [r["dev_nll"] for r in records(again)] == [r["dev_nll"] for r in first]
 
 
@@ -138,13 +163,13 @@ def test_resume_keeps_configurations_that_come_after_the_last_rerun(tmp_path):
     assert run_cli("run", *SMALL, "--orders", "2,3", "--smoothing", "auto,1", "--out", str(out)) == 0
     first = records(out)
     # resuming a finished run changes nothing
-    assert run_cli("run", "--resume", str(out), "--quiet") == 0
+    assert run_cli("run", "--resume", str(out), "--quiet", "--no-figures") == 0
     assert records(out) == first
     # a failed first configuration is redone; the three after it are kept
     data = json.loads((out / "results.json").read_text())
     data["results"][0]["status"] = "failed"
     (out / "results.json").write_text(json.dumps(data))
-    assert run_cli("run", "--resume", str(out), "--quiet") == 0
+    assert run_cli("run", "--resume", str(out), "--quiet", "--no-figures") == 0
     again = records(out)
     assert len(again) == 4 and again[1:] == first[1:]
     assert again[0]["dev_nll"] == first[0]["dev_nll"]
@@ -153,7 +178,7 @@ def test_resume_keeps_configurations_that_come_after_the_last_rerun(tmp_path):
 def test_gradient_without_a_dev_split_compares_with_the_lectures_k(names_path, tmp_path):
     out = tmp_path / "run"
     assert run_cli("run", "--corpus", str(names_path), "--split", "none", "--orders", "2", "--methods", "gradient",
-                   "--steps", "3", "--samples", "0", "--quiet", "--out", str(out)) == 0
+                   "--steps", "3", "--samples", "0", "--quiet", "--no-figures", "--out", str(out)) == 0
     (r,) = records(out)
     assert r["status"] == "ok" and r["count_k"] == 1.0
     assert r["train_losses"][0] == pytest.approx(3.768619, abs=2e-6)
@@ -190,7 +215,7 @@ def test_a_run_gives_the_same_bits_with_one_and_two_threads(names_path, tmp_path
     outs = {t: tmp_path / f"threads-{t}" for t in ("1", "2")}
     for threads, out in outs.items():
         assert run_cli("run", "--corpus", str(names_path), "--orders", "2", "--methods", "count,gradient", "--input", "index",
-                       "--steps", "4", "--samples", "10", "--quiet", "--threads", threads, "--out", str(out)) == 0
+                       "--steps", "4", "--samples", "10", "--quiet", "--no-figures", "--threads", threads, "--out", str(out)) == 0
     one, two = records(outs["1"]), records(outs["2"])
     keys = ("train_nll", "dev_nll", "test_nll", "samples", "smoothing", "train_losses", "nll_vs_count", "max_prob_diff")
     assert [{k: r.get(k) for k in keys} for r in one] == [{k: r.get(k) for k in keys} for r in two]
@@ -202,7 +227,7 @@ def test_loss_curves_draw_the_count_reference_without_a_count_configuration(tmp_
     from harness.run.report import figure_specs
 
     grad, count = tmp_path / "grad", tmp_path / "count"
-    assert run_cli("run", *SMALL, "--orders", "2", "--methods", "gradient", "--smoothing", "0.5", "--steps", "5",
+    assert run_cli("run", *DRAWN, "--orders", "2", "--methods", "gradient", "--smoothing", "0.5", "--steps", "5",
                    "--out", str(grad)) == 0
     assert run_cli("run", *SMALL, "--orders", "2", "--methods", "count", "--smoothing", "0.5", "--out", str(count)) == 0
     (g,), (c,) = records(grad), records(count)
