@@ -57,7 +57,7 @@ def test_sample_lecture_switch(names_path):
 def test_run_on_names_split_none_reproduces_reference(names_path, tmp_path):
     out = tmp_path / "run"
     proc = harness("run", "--corpus", str(names_path), "--orders", "2", "--smoothing", "0", "--split", "none",
-                   "--samples", "5", "--out", str(out))
+                   "--samples", "5", "--no-figures", "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     results = json.loads((out / "results.json").read_text())
     (record,) = results["results"]
@@ -124,7 +124,7 @@ def test_missing_corpus_file(tmp_path, capsys):
 def test_run_gradient_lists_unavailable_backends_as_skipped(names_path, tmp_path):
     out = tmp_path / "grad"
     proc = harness("run", "--corpus", str(names_path), "--orders", "2", "--methods", "count,gradient",
-                   "--loss", "torch,triton", "--steps", "3", "--samples", "2", "--out", str(out))
+                   "--loss", "torch,triton", "--steps", "3", "--samples", "2", "--no-figures", "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     records = json.loads((out / "results.json").read_text())["results"]
     assert [(r["method"], r["loss"], r["status"]) for r in records] == [
@@ -154,7 +154,7 @@ def test_run_samples_follow_the_sampling_keys(names_path, tmp_path):
     from harness.cli import main
 
     out = tmp_path / "run"
-    assert main(["run", "--device", "cpu", "--quiet", "--corpus", str(names_path), "--orders", "2", "--smoothing", "1",
+    assert main(["run", "--device", "cpu", "--quiet", "--no-figures", "--corpus", str(names_path), "--orders", "2", "--smoothing", "1",
                  "--samples", "12", "--prefix", "jo", "--exclude-train", "--top-k", "5", "--out", str(out)]) == 0
     results = json.loads((out / "results.json").read_text())
     from harness.data.splits import read_split_file
@@ -172,7 +172,7 @@ def test_score_tunes_on_the_seeded_dev_split_as_run_does(names_path, tmp_path, c
     from harness.cli import main
 
     out = tmp_path / "run"
-    assert main(["run", "--device", "cpu", "--quiet", "--corpus", str(names_path), "--orders", "3", "--smoothing", smoothing,
+    assert main(["run", "--device", "cpu", "--quiet", "--no-figures", "--corpus", str(names_path), "--orders", "3", "--smoothing", smoothing,
                  "--samples", "0", "--out", str(out)]) == 0
     (record,) = json.loads((out / "results.json").read_text())["results"]
     capsys.readouterr()

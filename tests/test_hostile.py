@@ -9,7 +9,9 @@ import pytest
 
 from harness.cli import main
 
-RUN = ["run", "--device", "cpu", "--quiet", "--orders", "2", "--smoothing", "1", "--samples", "3"]
+# --no-figures: these tests are about refusals and kept numbers; the two that draw say so (DRAWN)
+RUN = ["run", "--device", "cpu", "--quiet", "--no-figures", "--orders", "2", "--smoothing", "1", "--samples", "3"]
+DRAWN = [a for a in RUN if a != "--no-figures"]
 
 
 def one_line_exit_2(capsys, argv, says):
@@ -139,7 +141,7 @@ def test_resume_refuses_a_changed_corpus(tiny, tmp_path, capsys):
     before = (out / "results.json").read_bytes()
     with open(tiny, "a", encoding="utf-8") as f:
         f.write("zzz\n")
-    one_line_exit_2(capsys, ["run", "--resume", str(out), "--quiet"], "the corpus content")
+    one_line_exit_2(capsys, ["run", "--resume", str(out), "--quiet", "--no-figures"], "the corpus content")
     assert (out / "results.json").read_bytes() == before
 
 
@@ -151,7 +153,7 @@ def test_resume_refuses_changed_split_files(tmp_path, capsys):
     out = tmp_path / "run"
     assert main([*RUN, "--split", "files:" + ",".join(files), "--out", str(out)]) == 0
     Path(files[1]).write_text(tiny_names(100, 9), encoding="utf-8")
-    one_line_exit_2(capsys, ["run", "--resume", str(out), "--quiet"], "the split differ")
+    one_line_exit_2(capsys, ["run", "--resume", str(out), "--quiet", "--no-figures"], "the split differ")
 
 
 def edit_results(out, change):
@@ -165,7 +167,7 @@ def test_resume_refuses_an_edited_grid(tiny, tmp_path, capsys):
     out = tmp_path / "run"
     assert run_tiny(tiny, out) == 0
     before = edit_results(out, lambda d: d["run"]["config"].update(samples=7))
-    one_line_exit_2(capsys, ["run", "--resume", str(out), "--quiet"], "the grid in results.json")
+    one_line_exit_2(capsys, ["run", "--resume", str(out), "--quiet", "--no-figures"], "the grid in results.json")
     assert (out / "results.json").read_bytes() == before
 
 
@@ -174,7 +176,7 @@ def test_resume_refuses_records_that_do_not_match_the_stored_config(tiny, tmp_pa
     out = tmp_path / "run"
     assert run_tiny(tiny, out) == 0
     before = edit_results(out, lambda d: d["results"][0].update(key="order=2 count smoothing=3.0"))
-    one_line_exit_2(capsys, ["run", "--resume", str(out), "--quiet"], "not in its stored config's grid")
+    one_line_exit_2(capsys, ["run", "--resume", str(out), "--quiet", "--no-figures"], "not in its stored config's grid")
     assert (out / "results.json").read_bytes() == before
 
 
@@ -182,7 +184,7 @@ def test_resume_with_other_grid_flags_is_refused(tiny, tmp_path, capsys):
     out = tmp_path / "run"
     assert run_tiny(tiny, out) == 0
     one_line_exit_2(capsys, ["run", "--resume", str(out), "--orders", "3"], "drop the other flags (orders)")
-    assert main(["run", "--resume", str(out), "--quiet", "--threads", "1"]) == 0  # threads change no result
+    assert main(["run", "--resume", str(out), "--quiet", "--no-figures", "--threads", "1"]) == 0  # threads change no result
 
 
 CORRUPT = {
@@ -213,7 +215,7 @@ def test_a_corrupt_results_json_is_one_line_and_never_overwritten(good_results, 
     bad = CORRUPT[damage]((good_results / "results.json").read_bytes())
     (out / "results.json").write_bytes(bad)
     argv = {"report": ["report", str(out)], "compare": ["compare", str(good_results), str(out)],
-            "resume": ["run", "--resume", str(out), "--quiet"]}[command]
+            "resume": ["run", "--resume", str(out), "--quiet", "--no-figures"]}[command]
     line = one_line_exit_2(capsys, argv, str(out / "results.json"))
     assert "restore it from a copy, or rerun" in line
     assert (out / "results.json").read_bytes() == bad
@@ -338,7 +340,7 @@ def test_an_empty_out_and_a_grid_file_with_a_byte_order_mark(tiny, tmp_path, cap
     grid = tmp_path / "grid.toml"
     grid.write_text("orders = [1]\n", encoding="utf-8-sig")
     out = tmp_path / "run"
-    assert main([*RUN[:4], "--config", str(grid), "--corpus", tiny, "--smoothing", "1", "--out", str(out)]) == 0
+    assert main([*RUN[:5], "--config", str(grid), "--corpus", tiny, "--smoothing", "1", "--out", str(out)]) == 0
     assert [r["order"] for r in json.loads((out / "results.json").read_text())["results"]] == [1]
 
 
@@ -349,7 +351,7 @@ def test_config_from_a_pipe(tiny, tmp_path):
     os.close(write)
     out = tmp_path / "run"
     try:
-        assert main(["run", "--config", f"/dev/fd/{read}", "--corpus", tiny, "--smoothing", "1", "--quiet",
+        assert main(["run", "--config", f"/dev/fd/{read}", "--corpus", tiny, "--smoothing", "1", "--quiet", "--no-figures",
                      "--device", "cpu", "--out", str(out)]) == 0
     finally:
         os.close(read)
@@ -397,7 +399,7 @@ def test_a_failed_figure_keeps_the_run(tiny, tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr(figures, "bigram_heatmap", broken)
     out = tmp_path / "run"
-    assert run_tiny(tiny, out) == 1
+    assert main([*DRAWN, "--corpus", tiny, "--out", str(out)]) == 1
     assert "figures could not be drawn" in capsys.readouterr().err
     saved = json.loads((out / "results.json").read_text())
     assert "No space left" in saved["run"]["figure_errors"]["bigram_counts.png"]
@@ -434,7 +436,7 @@ def test_an_emoji_corpus_draws_without_warnings_under_quiet(tmp_path, capsys):
     corpus.write_text("a\U0001F600b\n\U0001F600\nab\u0938\nba\u2764\nab\naab\u4e2d\nbba\n", encoding="utf-8")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        assert main([*RUN[:-4], "--split", "none", "--smoothing", "1", "--samples", "2", "--corpus", str(corpus),
+        assert main([*DRAWN[:-4], "--split", "none", "--smoothing", "1", "--samples", "2", "--corpus", str(corpus),
                      "--out", str(tmp_path / "run")]) == 0
     assert [str(w.message) for w in caught if "lyph" in str(w.message)] == []
     assert capsys.readouterr().err == "" and (tmp_path / "run" / "bigram_counts.png").exists()

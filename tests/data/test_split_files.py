@@ -22,10 +22,10 @@ def test_a_written_split_reproduces_the_run_and_scores_equal(names_path, tmp_pat
     corpus = tmp_path / "names3000.txt"
     corpus.write_text("".join(names_path.read_text().splitlines(keepends=True)[:3000]))
     first = tmp_path / "first"
-    assert main(["run", "--corpus", str(corpus), "--orders", "2,3", "--smoothing", "0.1", "--samples", "2",
+    assert main(["run", "--no-figures", "--corpus", str(corpus), "--orders", "2,3", "--smoothing", "0.1", "--samples", "2",
                  "--quiet", "--out", str(first)]) == 0
     again = tmp_path / "again"
-    assert main(["run", "--split", files_spec(first), "--orders", "2,3", "--smoothing", "0.1", "--samples", "2",
+    assert main(["run", "--no-figures", "--split", files_spec(first), "--orders", "2,3", "--smoothing", "0.1", "--samples", "2",
                  "--quiet", "--out", str(again)]) == 0
     for a, b in zip(records(first), records(again)):
         assert (a["train_nll"], a["dev_nll"], a["test_nll"]) == (b["train_nll"], b["dev_nll"], b["test_nll"])
@@ -46,11 +46,11 @@ def test_a_written_split_reproduces_the_run_and_scores_equal(names_path, tmp_pat
 
 def test_weighted_split_round_trips_through_csv(tmp_path):
     first = tmp_path / "first"
-    assert main(["run", "--corpus", "ssa-births:1900", "--orders", "2", "--smoothing", "1", "--samples", "0",
+    assert main(["run", "--no-figures", "--corpus", "ssa-births:1900", "--orders", "2", "--smoothing", "1", "--samples", "0",
                  "--quiet", "--out", str(first)]) == 0
     assert (first / "split" / "train.csv").read_text().startswith("item,weight\n")
     again = tmp_path / "again"
-    assert main(["run", "--split", files_spec(first, "csv"), "--orders", "2", "--smoothing", "1", "--samples", "0",
+    assert main(["run", "--no-figures", "--split", files_spec(first, "csv"), "--orders", "2", "--smoothing", "1", "--samples", "0",
                  "--quiet", "--out", str(again)]) == 0
     assert [r["test_nll"] for r in records(first)] == [r["test_nll"] for r in records(again)]
 
@@ -61,7 +61,7 @@ def test_a_character_only_test_contains(tmp_path, capsys):
     (tmp_path / "test.txt").write_text("zoë\nbob\n", encoding="utf-8")
     spec = "files:" + ",".join(str(tmp_path / f) for f in ("train.txt", "dev.txt", "test.txt"))
     out = tmp_path / "run"
-    assert main(["run", "--split", spec, "--orders", "2", "--smoothing", "0,0.5", "--samples", "3", "--quiet", "--out", str(out)]) == 0
+    assert main(["run", "--no-figures", "--split", spec, "--orders", "2", "--smoothing", "0,0.5", "--samples", "3", "--quiet", "--out", str(out)]) == 0
     unsmoothed, smoothed = records(out)
     assert unsmoothed["test_nll"] == math.inf and not math.isnan(unsmoothed["test_nll"])
     assert math.isfinite(smoothed["test_nll"])
@@ -81,7 +81,7 @@ def test_reference_convention_through_files(names_path, tmp_path):
         (tmp_path / f"{name}.txt").write_text("\n".join(part) + "\n")
     spec = "files:" + ",".join(str(tmp_path / f"{s}.txt") for s in ("train", "dev", "test"))
     out = tmp_path / "run"
-    assert main(["run", "--split", spec, "--orders", "3", "--smoothing", "0.1", "--samples", "0", "--quiet", "--out", str(out)]) == 0
+    assert main(["run", "--no-figures", "--split", spec, "--orders", "3", "--smoothing", "0.1", "--samples", "0", "--quiet", "--out", str(out)]) == 0
     (r,) = records(out)
     assert r["dev_nll"] == pytest.approx(2.2225, abs=5e-5)
     assert r["test_nll"] == pytest.approx(2.2240, abs=5e-5)
@@ -90,7 +90,7 @@ def test_reference_convention_through_files(names_path, tmp_path):
 def test_compare_two_runs(tmp_path, capsys):
     a, b = tmp_path / "a", tmp_path / "b"
     for out, k in ((a, "0.1"), (b, "1")):
-        assert main(["run", "--corpus", "ssa:1900", "--orders", "2,3", "--smoothing", k, "--samples", "2", "--quiet", "--out", str(out)]) == 0
+        assert main(["run", "--no-figures", "--corpus", "ssa:1900", "--orders", "2,3", "--smoothing", k, "--samples", "2", "--quiet", "--out", str(out)]) == 0
     capsys.readouterr()
     # different k: no shared key, so each order's one configuration in A is compared with B's of that order
     assert main(["compare", str(a), str(b)]) == 0
@@ -101,7 +101,7 @@ def test_compare_two_runs(tmp_path, capsys):
         assert f"{y['dev_nll'] - x['dev_nll']:+.5f}" in row and "noise" in row
     assert "paired over the same items" in text and "Only in" not in text
     c = tmp_path / "c"
-    assert main(["run", "--corpus", "ssa:1900", "--orders", "2,3", "--smoothing", "0.1", "--samples", "2", "--seed", "7",
+    assert main(["run", "--no-figures", "--corpus", "ssa:1900", "--orders", "2,3", "--smoothing", "0.1", "--samples", "2", "--seed", "7",
                  "--quiet", "--out", str(c)]) == 0
     capsys.readouterr()
     assert main(["compare", str(a), str(c)]) == 0

@@ -36,7 +36,7 @@ def run_dir(small_split, tmp_path_factory):
     out = tmp_path_factory.mktemp("arpa-run") / "run"
     assert main(["run", "--split", f"files:{folder}/train.txt,{folder}/dev.txt,{folder}/test.txt",
                  "--orders", ",".join(map(str, ORDERS)), "--smoothing", ",".join(SMOOTHINGS), "--samples", "0",
-                 "--device", "cpu", "--quiet", "--out", str(out)]) == 0
+                 "--device", "cpu", "--quiet", "--no-figures", "--out", str(out)]) == 0
     return out
 
 
@@ -105,7 +105,7 @@ def test_an_arpa_file_as_a_run_configuration(small_split, kenlm, tmp_path, capsy
     arpa = run_lmplz(kenlm, folder / "train.sp", 3, tmp_path / "lmplz.arpa")
     out = tmp_path / "run"
     assert main(["run", "--split", f"files:{folder}/train.txt,{folder}/dev.txt,{folder}/test.txt", "--orders", "3",
-                 "--smoothing", "kn", "--arpa", str(arpa), "--samples", "3", "--device", "cpu", "--quiet", "--out", str(out)]) == 0
+                 "--smoothing", "kn", "--arpa", str(arpa), "--samples", "3", "--device", "cpu", "--quiet", "--no-figures", "--out", str(out)]) == 0
     (record,) = [r for r in json.loads((out / "results.json").read_text())["results"] if r["method"] == "arpa"]
     expected = query_nll(kenlm, arpa, folder / "test.sp", predictions(folder / "test.txt"))
     assert record["test_nll"] == pytest.approx(expected, abs=1e-4) and (out / record["model_file"]).is_file()

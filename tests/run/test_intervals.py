@@ -14,7 +14,7 @@ def runs(names_path, tmp_path_factory):
     root = tmp_path_factory.mktemp("intervals")
     corpus = root / "names3000.txt"
     corpus.write_text("".join(names_path.read_text().splitlines(keepends=True)[:3000]))
-    common = ["run", "--device", "cpu", "--quiet", "--corpus", str(corpus), "--samples", "2", "--orders", "2,3"]
+    common = ["run", "--device", "cpu", "--quiet", "--no-figures", "--corpus", str(corpus), "--samples", "2", "--orders", "2,3"]
     assert main([*common, "--smoothing", "0.5,1", "--out", str(root / "addk")]) == 0
     assert main([*common, "--smoothing", "kn", "--out", str(root / "kn")]) == 0
     return root
@@ -64,7 +64,7 @@ def test_compare_add_k_against_kn_says_what_is_beyond_noise(runs, capsys):
     # orders 2 and 3 have two add-k configurations each in A: no one-to-one pair, and no shared key
     assert "No configuration finished in both runs" in out and "Only in A" in out and "Only in B" in out
     one_k = runs / "addk1"
-    assert main(["run", "--device", "cpu", "--quiet", "--corpus", str(runs / "names3000.txt"), "--samples", "2",
+    assert main(["run", "--device", "cpu", "--quiet", "--no-figures", "--corpus", str(runs / "names3000.txt"), "--samples", "2",
                  "--orders", "2,3", "--smoothing", "1", "--out", str(one_k)]) == 0
     capsys.readouterr()
     assert main(["compare", str(one_k), str(runs / "kn")]) == 0

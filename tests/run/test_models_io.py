@@ -13,7 +13,7 @@ from harness.run.config import parse_smoothing
 def run_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("saved") / "run"
     assert main(["run", "--corpus", "ssa:1900", "--orders", "2,3", "--smoothing", "auto,kn,wb,interp,0.5",
-                 "--methods", "count,gradient", "--steps", "5", "--samples", "7", "--quiet", "--device", "cpu",
+                 "--methods", "count,gradient", "--steps", "5", "--samples", "7", "--quiet", "--no-figures", "--device", "cpu",
                  "--out", str(out)]) == 0
     return out
 

@@ -173,12 +173,12 @@ def test_interrupted_training_resumes_to_the_uninterrupted_losses(names_file, tm
               "nn_embd": 8, "nn_embd2": 16, "nn_layer": 1, "nn_head": 2, "nn_batch_size": 16, "nn_lr": 0.01,
               "nn_warmup": 5, "nn_eval_interval": 10, "nn_steps": 40, "nn_dropout": 0.2}
     cfg = make_run_config(values)
-    whole = run_grid(cfg, tmp_path / "whole", Progress(quiet=True), "test")["results"][1]
+    whole = run_grid(cfg, tmp_path / "whole", Progress(quiet=True), "test", figures=False)["results"][1]
     cut = tmp_path / "cut"
     with pytest.raises(KeyboardInterrupt):
         run_grid(cfg, cut, StopAtScore(method, 2), "test")
     assert [r["status"] for r in load_results(cut)["results"]] == ["ok", "interrupted"]
-    assert main(["run", "--resume", str(cut), "--quiet"]) == 0
+    assert main(["run", "--resume", str(cut), "--quiet", "--no-figures"]) == 0
     resumed = load_results(cut)["results"][1]
     assert resumed["status"] == "ok" and resumed["resumed_from"] == 20
     assert resumed["train_losses"] == whole["train_losses"]  # exactly, dropout on
