@@ -1,6 +1,7 @@
 """A run as a whole: nothing lost on interruption, resumable, reproducible, reports rebuilt from JSON."""
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -67,10 +68,20 @@ def test_sigint_keeps_finished_configurations_and_resume_finishes(tmp_path):
     assert len(done[1]["train_losses"]) == 5
 
 
-def test_report_rebuilds_report_md_byte_for_byte(tmp_path):
+DRAWN_GRID = ["--orders", "2,3", "--methods", "count,gradient", "--steps", "3", "--reg", "0.01,0.1"]
+
+
+@pytest.fixture(scope="module")
+def drawn_run(tmp_path_factory):
+    """A run that drew its five figures, and what it wrote (file name -> bytes), kept before any test touches it."""
+    out = tmp_path_factory.mktemp("drawn") / "run"
+    assert run_cli("run", *DRAWN, *DRAWN_GRID, "--out", str(out)) == 0
+    return out, {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+
+
+def test_report_rebuilds_report_md_byte_for_byte(drawn_run, tmp_path):
     out = tmp_path / "run"
-    assert run_cli("run", *DRAWN, "--orders", "2,3", "--methods", "count,gradient", "--steps", "3", "--reg", "0.01,0.1",
-                   "--out", str(out)) == 0
+    shutil.copytree(drawn_run[0], out)
     before = (out / "report.md").read_bytes()
     csv_before = (out / "results.csv").read_bytes()
     for png in ("bigram_counts.png", "tuning_k.png", "tuning_reg.png", "loss_curves.png", "nll_by_order.png"):
@@ -83,14 +94,13 @@ def test_report_rebuilds_report_md_byte_for_byte(tmp_path):
     assert (out / "tuning_reg.png").exists() and (out / "bigram_counts.png").exists()
 
 
-def test_no_figures_leaves_the_pngs_to_report(tmp_path):
+def test_no_figures_leaves_the_pngs_to_report(drawn_run, tmp_path):
     """--no-figures draws nothing and says so in report.md; `report` then draws the very PNGs (byte for byte) and
     links that a run drawing its figures has. Oracle: the same grid run with its figures."""
-    drawn, skipped = tmp_path / "drawn", tmp_path / "skipped"
-    grid = ["--orders", "2,3", "--methods", "count,gradient", "--steps", "3", "--reg", "0.01,0.1"]
-    assert run_cli("run", *DRAWN, *grid, "--out", str(drawn)) == 0
-    assert run_cli("run", *SMALL, *grid, "--out", str(skipped)) == 0
-    pngs = sorted(p.name for p in drawn.glob("*.png"))
+    drawn, wrote = drawn_run
+    skipped = tmp_path / "skipped"
+    assert run_cli("run", *SMALL, *DRAWN_GRID, "--out", str(skipped)) == 0
+    pngs = sorted(name for name in wrote if name.endswith(".png"))
     assert len(pngs) == 5 and not list(skipped.glob("*.png"))
     same = ("key", "train_nll", "dev_nll", "test_nll", "train_losses", "samples")
     assert [[r.get(k) for k in same] for r in records(skipped)] == [[r.get(k) for k in same] for r in records(drawn)]
@@ -101,8 +111,8 @@ def test_no_figures_leaves_the_pngs_to_report(tmp_path):
     assert run_cli("report", str(skipped)) == 0
     assert sorted(p.name for p in skipped.glob("*.png")) == pngs
     for name in pngs:
-        assert (skipped / name).read_bytes() == (drawn / name).read_bytes(), name
-    assert links((skipped / "report.md").read_text()) == links((drawn / "report.md").read_text())
+        assert (skipped / name).read_bytes() == wrote[name], name
+    assert links((skipped / "report.md").read_text()) == links(wrote["report.md"].decode())
     assert "figures_skipped" not in json.loads((skipped / "results.json").read_text())["run"]
 
 
