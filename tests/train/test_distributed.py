@@ -3,8 +3,10 @@ gradient bigram within float tolerance; a neural model's DDP step is one process
 of the ranks' draws; `torchrun -m harness run` writes once, the same results."""
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -226,3 +228,67 @@ def test_torchrun_run_writes_once_and_equals_one_process(tmp_path):
 ])
 def test_launcher_reads_torchrun_flags_from_its_command_line(argv, expected):
     assert distributed.launcher_from_cmdline(argv) == expected
+
+
+def torchrun(*args, **popen):
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+    env.pop("TRITON_INTERPRET", None)
+    return subprocess.Popen([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={WORLD}",
+                             "-m", "harness", "run", *args], cwd=REPO, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, **popen)
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live process below `pid`, read from /proc."""
+    parent = {}
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                parent[int(entry)] = int(stat.read().rsplit(")", 1)[1].split()[1])
+        except OSError:  # ended meanwhile
+            continue
+    found, frontier = [], {pid}
+    while frontier:
+        frontier = {p for p, pp in parent.items() if pp in frontier}
+        found += frontier
+    return found
+
+
+def test_torchrun_resumes_a_killed_neural_training_to_the_uninterrupted_losses(tmp_path):
+    """README, Many devices: rank 0's checkpoint holds every rank's generators, so `--resume` under torchrun goes
+    on from it with the losses of an uninterrupted torchrun run; one process (another number of ranks) is refused.
+    Oracle: the same grid under torchrun, never interrupted."""
+    grid = ["--corpus", CORPUS, "--orders", "2", "--methods", "mlp", "--samples", "2", "--device", "cpu", "--quiet",
+            "--no-figures", "--nn-embd", "8", "--nn-embd2", "16", "--nn-batch-size", "15", "--nn-lr", "0.01",
+            "--nn-warmup", "2", "--nn-steps", "120", "--nn-eval-interval", "10", "--nn-dropout", "0.1"]
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    proc = torchrun(*grid, "--out", str(whole))
+    assert proc.wait(timeout=180) == 0, proc.stderr.read()[-3000:]
+    (expected,) = json.loads((whole / "results.json").read_text())["results"]
+
+    proc = torchrun(*grid, "--out", str(cut))
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None and not list(cut.glob("checkpoints/*/checkpoint.pt")):
+        time.sleep(0.005)
+    if proc.poll() is not None:
+        pytest.skip("the run ended before a checkpoint could be caught (a fast machine)")
+    ranks = descendants(proc.pid)  # killed one by one: torchrun starts them in sessions of their own
+    for pid in [*ranks, proc.pid]:
+        os.kill(pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    while any(os.path.exists(f"/proc/{pid}/stat") and open(f"/proc/{pid}/stat").read().split()[2] != "Z" for pid in ranks):
+        time.sleep(0.01)  # until the ranks are gone (zombies hold no lock)
+    saved = json.loads((cut / "results.json").read_text())["results"]
+    assert [r["status"] for r in saved] in ([], ["interrupted"]), saved
+
+    assert main(["run", "--resume", str(cut), "--quiet", "--no-figures"]) == 1  # one rank: refused, the checkpoint kept
+    (refused,) = json.loads((cut / "results.json").read_text())["results"]
+    assert refused["status"] == "failed" and "trained by 2 ranks, now 1" in refused["error"]
+
+    proc = torchrun("--resume", str(cut), "--quiet", "--no-figures")
+    assert proc.wait(timeout=180) == 0, proc.stderr.read()[-3000:]
+    (resumed,) = json.loads((cut / "results.json").read_text())["results"]
+    assert resumed["status"] == "ok" and 0 < resumed["resumed_from"] < 120, resumed["resumed_from"]
+    assert resumed["train_losses"] == expected["train_losses"]  # exactly: every rank's draws and dropout went on
+    assert [c["dev_nll"] for c in resumed["dev_curve"]] == [c["dev_nll"] for c in expected["dev_curve"]]
+    assert resumed["samples"] == expected["samples"]
