@@ -237,7 +237,8 @@ def _fit_mix(point: dict, data: FitData) -> Fitted:
     model = MixtureModel(count, neural, em.lam, (best["count"]["key"], best["neural"]["key"]))
     return Fitted(model, {"smoothing": None, "lambda": em.lam, "mix_count": best["count"]["key"],
                           "mix_neural": best["neural"]["key"], "em_iterations": em.iterations,
-                          "em_converged": em.converged, "em_path": em.path, "fit_seconds": time.perf_counter() - start})
+                          "em_converged": em.converged, "em_path": em.path, "newton_steps": em.newton_steps,
+                          "fit_seconds": time.perf_counter() - start})
 
 
 def _arpa_points(cfg, order: int) -> list[dict]:

@@ -418,7 +418,7 @@ def mixture_lines(records: list[dict]) -> list[str]:
     em = f"{mix['em_iterations']} EM iterations" + ("" if mix.get("em_converged") else " (stopped at the limit, not converged)")
     return ["## Mixture (--mix)", "",
             f"p(t | prefix) = λ p_count + (1 − λ) p_neural per token, with **λ = {mix['lambda']:.4f}** tuned on dev ({em}, "
-            "from 0.5, until λ moved less than 1e-6): the count model is "
+            "from 0.5, until λ moved less than 1e-6" + (f", then {mix['newton_steps']} Newton steps to the maximum" if "newton_steps" in mix else "") + "): the count model is "
             f"{name(count)} (dev {fmt(count.get('dev_nll'))}), the neural model {name(neural)} (dev {fmt(neural.get('dev_nll'))}); "
             f"the mixture's dev {fmt(mix.get('dev_nll'))}, test {fmt(mix.get('test_nll'))}. Its samples are drawn from the "
             "mixed next-token distribution by the same sampler; it has no model file of its own (its components' are listed in results.json).", ""]

@@ -63,6 +63,31 @@ def test_em_lambda_is_the_grid_minimum_of_the_dev_nll(seed):
     assert all(b <= a + 1e-12 for a, b in zip(nlls, nlls[1:]))
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_newton_finish_reaches_the_maximum_that_em_creeps_toward(seed):
+    """EM's stopping rule (a step under 1e-6) leaves λ about 3e-6 from the maximum on these tokens; the finish
+    takes it to the root of the slope. Oracle: a ternary search of the NLL in plain probabilities (good to about
+    1e-8, where the flat top of the NLL meets float64), and the slope itself in plain probabilities."""
+    generator = torch.Generator().manual_seed(seed)
+    n = 501
+    p_a = torch.rand(n, generator=generator, dtype=torch.float64) * 0.9 + 0.01
+    p_b = torch.rand(n, generator=generator, dtype=torch.float64) * 0.9 + 0.01
+    p_b[: n // (seed + 3)] *= 0.2
+    weight = torch.randint(1, 5, (n,), generator=generator).to(torch.float64)
+    lo, hi = 0.0, 1.0
+    for _ in range(200):
+        m1, m2 = lo + (hi - lo) / 3, hi - (hi - lo) / 3
+        lo, hi = (lo, m2) if grid_nll(p_a, p_b, weight, m1) < grid_nll(p_a, p_b, weight, m2) else (m1, hi)
+    oracle = (lo + hi) / 2
+    em_only = fit_lambda_em(p_a.log(), p_b.log(), weight, finish=False)
+    em = fit_lambda_em(p_a.log(), p_b.log(), weight)
+    assert abs(em_only.lam - oracle) > 1e-6  # EM stopped short
+    assert abs(em.lam - oracle) < 3e-8 and em.converged and 1 <= em.newton_steps <= 10 and em.path == em_only.path
+    slope = float((weight * (p_a - p_b) / (em.lam * p_a + (1 - em.lam) * p_b)).sum())
+    assert abs(slope) < 1e-9 * float(weight.sum())
+    assert grid_nll(p_a, p_b, weight, em.lam) <= grid_nll(p_a, p_b, weight, em_only.lam)
+
+
 def test_em_lambda_of_real_components_is_the_grid_minimum(components):
     count, neural, dev = components
     a, b, w = count.token_log_probs(dev), neural.token_log_probs(dev), token_weights(dev)
@@ -106,8 +131,9 @@ def test_em_at_the_edges():
     zero = torch.full_like(lp, -math.inf)
     assert fit_lambda_em(lp, zero).lam == 1.0  # b gives every token probability 0: all weight to a, at once
     assert fit_lambda_em(zero, lp).lam == 0.0
-    # a token both give 0 says nothing about λ; one only b gives 0 pulls λ toward a (but not to 1)
-    a = torch.log(torch.tensor([0.2, 0.0, 0.3, 0.4], dtype=torch.float64))
+    # a token both give 0 says nothing about λ; one only b gives 0 pulls λ toward a (here not to 1: the slope of
+    # the log-likelihood at λ = 1 is (0.05 - 0.4) / 0.05 + 0.3 / 0.3 + (0.4 - 0.2) / 0.4 = -5.5 < 0)
+    a = torch.log(torch.tensor([0.05, 0.0, 0.3, 0.4], dtype=torch.float64))
     b = torch.log(torch.tensor([0.4, 0.0, 0.0, 0.2], dtype=torch.float64))
     both_dropped = fit_lambda_em(a[[0, 3]], b[[0, 3]]).lam
     with_zero = fit_lambda_em(a[[0, 1, 3]], b[[0, 1, 3]]).lam
@@ -115,8 +141,11 @@ def test_em_at_the_edges():
     assert both_dropped < fit_lambda_em(a, b).lam < 1.0
     # λ = 0 or 1 in log space: the other component's -inf does not turn into NaN
     assert torch.equal(mixed_log_probs(lp, zero, 1.0), lp) and torch.equal(mixed_log_probs(zero, lp, 0.0), lp)
-    stopped = fit_lambda_em(lp, lp - 1.0, max_iterations=3)
+    stopped = fit_lambda_em(lp, lp - 1.0, max_iterations=3, finish=False)
     assert stopped.iterations == 3 and not stopped.converged
+    # a beats b on every token: the maximum is λ = 1, where EM only creeps; the Newton finish puts it there
+    finished = fit_lambda_em(lp, lp - 1.0, max_iterations=3)
+    assert finished.lam == 1.0 and finished.converged and finished.path == stopped.path
 
 
 def test_bad_weights_are_refused(components):

@@ -114,10 +114,10 @@ def test_mix_row_mixes_the_best_count_and_neural_models(mixed_run):
     count = min((r for r in results["results"] if r["method"] == "count"), key=lambda r: r["dev_nll"])
     neural = min((r for r in results["results"] if r["method"] in ("mlp", "transformer")), key=lambda r: r["dev_nll"])
     assert mix["status"] == "ok" and (mix["mix_count"], mix["mix_neural"]) == (count["key"], neural["key"])
-    assert 0 < mix["lambda"] < 1 and mix["em_converged"] and mix["em_iterations"] == len(mix["em_path"]) <= 100
-    # here the count model is much the better, so the optimum sits at λ = 1, which EM only approaches: it stops
-    # when λ moves less than 1e-6, a hair inside, so the mixture is "no worse" to within that step
-    assert mix["dev_nll"] <= min(count["dev_nll"], neural["dev_nll"]) + 1e-5
+    assert 0 < mix["lambda"] <= 1 and mix["em_converged"] and mix["em_iterations"] == len(mix["em_path"]) <= 100
+    # here the count model is much the better, so the optimum sits at λ = 1, which EM only creeps toward (it
+    # stopped a hair inside); the Newton finish puts λ there, so the mixture is no worse, to float rounding
+    assert mix["dev_nll"] <= min(count["dev_nll"], neural["dev_nll"]) + 1e-12
     for split in ("train", "dev", "test"):
         low, high = mix[f"{split}_nll_ci"]
         assert low < mix[f"{split}_nll"] < high
