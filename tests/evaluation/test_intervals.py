@@ -82,3 +82,37 @@ def test_an_item_of_probability_zero_reaches_inf_never_nan():
     nll[3] = float("inf")
     interval = nll_interval(nll, chars, seed=0)
     assert interval.high == float("inf") and not math.isnan(interval.low)
+
+
+def test_kept_multiplicities_give_the_same_bits_as_drawing_anew(monkeypatch):
+    """The cache of Poisson multiplicities: a second call (kept draws) and a call with the cache off give
+    identical intervals; other seeds, copies or replicates are other draws; it stays within its byte budget."""
+    from harness.evaluation import intervals
+
+    nll, chars = synthetic(700, seed=8, equal_lengths=False)
+    copies = torch.randint(1, 4, (700,), generator=torch.Generator().manual_seed(9)).to(torch.float64)
+    intervals._cache.clear()
+    first = nll_interval(nll, chars, copies, seed=5)
+    assert len(intervals._cache) == 1
+    kept = nll_interval(nll, chars, copies, seed=5)
+    monkeypatch.setattr(intervals, "CACHE_BYTES", 0)
+    intervals._cache.clear()
+    fresh = nll_interval(nll, chars, copies, seed=5)
+    assert first == kept == fresh and not intervals._cache
+    # the draws themselves, chunk for chunk, against a generator seeded by hand (_CHUNK_CELLS rows at a time)
+    monkeypatch.setattr(intervals, "CACHE_BYTES", 512 * 2**20)
+    monkeypatch.setattr(intervals, "_CHUNK_CELLS", 700 * 300)
+    g = torch.Generator().manual_seed(5)
+    by_hand = [torch.poisson(copies.expand(rows, -1).contiguous(), generator=g) for rows in (300, 300, 400)]
+    for _ in range(2):  # drawn, then kept
+        got = intervals.multiplicities(copies, 1000, 5)
+        assert [c.shape[0] for c in got] == [300, 300, 300, 100]
+        assert torch.equal(torch.cat(got), torch.cat(by_hand)[:1000]) and got[0].dtype == torch.float64
+    assert nll_interval(nll, chars, copies, seed=6) != first  # another seed: another draw, not the kept one
+    assert nll_interval(nll, chars, copies + 1, seed=5) != first
+    # the budget: room for two draws of 700 x 1000 float32 cells, so a third pushes out the least recently used
+    intervals._cache.clear()
+    monkeypatch.setattr(intervals, "CACHE_BYTES", 2 * 4 * 700 * 1000)
+    for seed in (1, 2, 1, 3):
+        intervals.multiplicities(copies, 1000, seed)
+    assert [key[0] for key in intervals._cache] == [1, 3]
