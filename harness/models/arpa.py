@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from harness.core import jsonio
 from harness.core.errors import HarnessError
 from harness.data.corpus import Vocab
 from harness.models.arpa_text import END, START, UNKNOWN, read_arpa_tables
@@ -98,7 +99,7 @@ def write_arpa(model, path, vocab: Vocab) -> BackoffModel:
             ends = (x % V == 0).tolist()
             lines += [f"{a}\t{g}" if e else f"{a}\t{g}\t{w}" for a, g, w, e in zip(p, grams, b, ends)]
     lines += ["", "\\end\\", ""]
-    Path(path).write_text("\n".join(lines), encoding="utf-8")
+    jsonio.write_atomic(Path(path), "\n".join(lines))  # a missing folder or a full disk: one line, no half file
     return backoff
 
 

@@ -85,11 +85,15 @@ def export_arpa(run_dir: str, order: int, smoothing: str, out) -> str:
     """Write the saved model of a run's count configuration as an ARPA file; the line to print."""
     from harness.models.arpa import write_arpa
 
+    if Path(run_dir).is_file():
+        raise HarnessError(f"export: {run_dir!r} is a file; give the run folder that holds it (export finds the model "
+                           "in its models/ by --order and --smoothing)")
     if not Path(run_dir).is_dir():
         raise HarnessError(f"export: run folder {run_dir!r} does not exist; give the folder of a finished run")
     loaded = load_saved(run_dir, order, smoothing, "cpu")
     backoff = write_arpa(loaded.model, out, loaded.vocab)
-    counts = ", ".join(f"{n:,}" for n in backoff.num_ngrams())
+    # as the file's data section counts them: the unigrams add <s> and <unk> to the model's own
+    counts = ", ".join(f"{n + (2 if k == 0 else 0):,}" for k, n in enumerate(backoff.num_ngrams()))
     return f"wrote {out}: order {backoff.order} ARPA ({counts} n-grams per order) from {loaded.description.removeprefix('model: loaded ')}"
 
 

@@ -80,3 +80,33 @@ def test_a_file_that_is_no_model(tmp_path, capsys):
     bad = tmp_path / "x.pt"
     bad.write_bytes(b"not a model")
     assert_clean_error_in_process(capsys, ["score", "--model", str(bad), "abc"], "cannot be read as a saved model")
+
+
+@pytest.mark.parametrize("where, says", [("missing folder", "No such file or directory"), ("a folder", "Is a directory"),
+                                         ("under a file", "Not a directory")])
+def test_export_to_a_path_it_cannot_write_is_one_line(run_dir, tmp_path, capsys, where, says):
+    from tests.test_cli import assert_clean_error_in_process
+
+    (tmp_path / "file").write_text("x")
+    out = {"missing folder": tmp_path / "nope" / "m.arpa", "a folder": tmp_path,
+           "under a file": tmp_path / "file" / "m.arpa"}[where]
+    assert_clean_error_in_process(capsys, ["export", str(run_dir), "--order", "3", "--smoothing", "kn", "--arpa", str(out)],
+                                  "cannot write", says)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]  # no half-written file left behind
+
+
+def test_export_names_a_model_file_given_as_the_run_folder(run_dir, tmp_path, capsys):
+    from tests.test_cli import assert_clean_error_in_process
+
+    (model,) = (run_dir / "models").glob("order=3_count_smoothing=kn.pt")
+    assert_clean_error_in_process(capsys, ["export", str(model), "--order", "3", "--smoothing", "kn", "--arpa",
+                                           str(tmp_path / "m.arpa")], "is a file", "run folder that holds it")
+
+
+def test_export_prints_the_counts_its_file_declares(run_dir, tmp_path, capsys):
+    out = tmp_path / "m.arpa"
+    capsys.readouterr()
+    assert main(["export", str(run_dir), "--order", "3", "--smoothing", "kn", "--arpa", str(out)]) == 0
+    printed = capsys.readouterr().out.split("ARPA (")[1].split(" n-grams per order")[0]
+    declared = [line.split("=")[1] for line in out.read_text().splitlines()[1:4]]
+    assert [p.replace(",", "") for p in printed.split(", ")] == declared
