@@ -54,7 +54,8 @@ def add_run_parser(sub) -> None:
     p.add_argument("--device", help=f"auto, cpu or cuda (default {d.device})")
     p.add_argument("--out", default=None, help="run folder (default reports/run-<UTC time>); one that holds a run is "
                    "refused unless --resume or --overwrite")
-    p.add_argument("--overwrite", action="store_true", help="replace what --out holds (an earlier run's files) instead of refusing")
+    p.add_argument("--overwrite", action="store_true", help="delete everything --out holds (an earlier run, or any other files) "
+                   "and run there, instead of refusing")
     p.add_argument("--threads", help="CPU threads (default 0: torch's own, one per core unless OMP_NUM_THREADS says less, at most 8); gradient training always uses one, "
                    "so results never depend on it")
     p.add_argument("--arpa", default=None, help="ARPA files (e.g. lmplz's), comma separated: each one configuration "

@@ -131,7 +131,8 @@ def test_a_foreign_folder_is_not_taken_over(tiny, tmp_path, capsys):
     out = tmp_path / "mine"
     out.mkdir()
     (out / "thesis.tex").write_text("mine")
-    one_line_exit_2(capsys, [*RUN, "--corpus", tiny, "--out", str(out)], "not empty and holds no run")
+    line = one_line_exit_2(capsys, [*RUN, "--corpus", tiny, "--out", str(out)], "not empty and holds no run")
+    assert "--resume" not in line and "another --out" in line  # there is no run to resume
     assert (out / "thesis.tex").read_text() == "mine"
 
 

@@ -102,9 +102,11 @@ def claim_run_folder(folder: Path, command: str, resume: bool = False, overwrite
             for tmp in stale_temporaries(folder):  # half-written by a run killed mid-write; we hold the lock
                 tmp.unlink(missing_ok=True)
         elif others and not overwrite:
-            what = "holds a run" if (folder / RESULTS_NAME).exists() else "is not empty and holds no run"
-            raise HarnessError(f"--out {folder} {what}; use --resume {folder} to finish that run, --overwrite to "
-                               "replace what is there, or another --out")
+            if (folder / RESULTS_NAME).exists():
+                raise HarnessError(f"--out {folder} holds a run; use --resume {folder} to finish that run, --overwrite to "
+                                   "replace what is there, or another --out")
+            raise HarnessError(f"--out {folder} is not empty and holds no run (somebody else's files?); give another --out, "
+                               "or --overwrite to delete everything in it first")
         elif others:
             for p in others:
                 shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
