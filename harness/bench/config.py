@@ -161,7 +161,8 @@ def make_bench_config(args: argparse.Namespace) -> BenchConfig:
     suites = tuple(dict.fromkeys(split_list(args.suite))) if args.suite else (("loss",) if args.quick else DEFAULTS.suites)
     bad = [x for x in suites if x not in SUITES]
     if bad or not suites:
-        raise HarnessError(f"--suite: unknown {', '.join(bad) or '(none given)'}; choose among {', '.join(SUITES)}")
+        raise HarnessError(f"--suite: unknown {', '.join(bad) or '(none given)'}; choose among {', '.join(SUITES)}, or scoring "
+                           "alone (--counting, --smoothing and --static are flags of their own)")
     orders = tuple(dict.fromkeys(parse_size(x, "--orders") for x in (split_list(args.orders) or map(str, DEFAULTS.orders))))
     if not orders or any(o < 2 or o > 4 for o in orders):
         raise HarnessError(f"--orders: the training benchmark takes orders 2 to 4 (a table of V^(n-1) rows), got {args.orders}")

@@ -70,7 +70,8 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     p.add_argument("--keep-going", action="store_true",
                    help="record a verification mismatch or a backend error as a failed row and go on (exit 1)")
     p.add_argument("--suite", nargs="+", default=None, metavar="SUITE",
-                   help="loss and/or train (default loss,train; loss with --quick)")
+                   help="loss and/or train (default loss,train; loss with --quick), or scoring alone (ARPA and "
+                        "backoff scoring against KenLM's query)")
     p.add_argument("--corpus", default=DEFAULTS.corpus,
                    help="training benchmark corpus: built-in name or file path (default %(default)s)")
     p.add_argument("--orders", nargs="+", default=None, metavar="ORDER",

@@ -49,6 +49,8 @@ def test_suite_defaults_and_validation():
                          (["--train-steps", "0"], "--train-steps"), (["--train-repeats", "0"], "--train-repeats")):
         with pytest.raises(HarnessError, match=option):
             bench.make_bench_config(parse("--device", "cpu", *argv))
+    with pytest.raises(HarnessError, match="or scoring alone"):  # the scoring suite exists too, routed before this check
+        bench.make_bench_config(parse("--device", "cpu", "--suite", "speed"))
 
 
 def test_quick_is_one_shape_with_every_backend_but_torch_compile_and_fewer_repetitions():
