@@ -101,7 +101,7 @@ def load_object(path: Path, what: str, fix: str, float_keys=(), required=()) -> 
     except UnicodeDecodeError:
         raise HarnessError(f"{path} is not UTF-8 text (binary?), so it is not {what}; {fix}") from None
     except json.JSONDecodeError as exc:
-        raise HarnessError(f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}), so it is not {what}; {fix}") from None
+        raise HarnessError(f"{path} is not valid JSON ({exc.msg}: line {exc.lineno} column {exc.colno}), so it is not {what}; {fix}") from None
     except OSError as exc:
         raise HarnessError(f"cannot read {path}: {exc.strerror or exc}; {fix}") from None
     if not isinstance(data, dict):
