@@ -263,7 +263,8 @@ def test_torchrun_resumes_a_killed_neural_training_to_the_uninterrupted_losses(t
             "--nn-warmup", "2", "--nn-steps", "120", "--nn-eval-interval", "10", "--nn-dropout", "0.1"]
     whole, cut = tmp_path / "whole", tmp_path / "cut"
     proc = torchrun(*grid, "--out", str(whole))
-    assert proc.wait(timeout=180) == 0, proc.stderr.read()[-3000:]
+    _, err = proc.communicate(timeout=180)  # (communicate: a full pipe never stalls the ranks)
+    assert proc.returncode == 0, err[-3000:]
     (expected,) = json.loads((whole / "results.json").read_text())["results"]
 
     proc = torchrun(*grid, "--out", str(cut))
@@ -278,17 +279,20 @@ def test_torchrun_resumes_a_killed_neural_training_to_the_uninterrupted_losses(t
     proc.wait(timeout=30)
     while any(os.path.exists(f"/proc/{pid}/stat") and open(f"/proc/{pid}/stat").read().split()[2] != "Z" for pid in ranks):
         time.sleep(0.01)  # until the ranks are gone (zombies hold no lock)
-    saved = json.loads((cut / "results.json").read_text())["results"]
-    assert [r["status"] for r in saved] in ([], ["interrupted"]), saved
+    saved = [r["status"] for r in json.loads((cut / "results.json").read_text())["results"]]
+    if saved == ["ok"]:
+        pytest.skip("the training ended between seeing the checkpoint and the kill (a stalled test process)")
+    assert saved == [], saved  # killed: the configuration was never recorded, only its checkpoint written
 
     assert main(["run", "--resume", str(cut), "--quiet", "--no-figures"]) == 1  # one rank: refused, the checkpoint kept
     (refused,) = json.loads((cut / "results.json").read_text())["results"]
     assert refused["status"] == "failed" and "trained by 2 ranks, now 1" in refused["error"]
 
     proc = torchrun("--resume", str(cut), "--quiet", "--no-figures")
-    assert proc.wait(timeout=180) == 0, proc.stderr.read()[-3000:]
+    _, err = proc.communicate(timeout=180)
+    assert proc.returncode == 0, err[-3000:]
     (resumed,) = json.loads((cut / "results.json").read_text())["results"]
-    assert resumed["status"] == "ok" and 0 < resumed["resumed_from"] < 120, resumed["resumed_from"]
+    assert resumed["status"] == "ok" and 0 < resumed["resumed_from"] < 120, (resumed["status"], resumed.get("resumed_from"))
     assert resumed["train_losses"] == expected["train_losses"]  # exactly: every rank's draws and dropout went on
     assert [c["dev_nll"] for c in resumed["dev_curve"]] == [c["dev_nll"] for c in expected["dev_curve"]]
     assert resumed["samples"] == expected["samples"]
