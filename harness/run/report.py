@@ -19,6 +19,7 @@ from harness.evaluation.intervals import Interval, beyond_noise, paired_differen
 from harness.models.families import MIX, NEURAL_METHODS, TUNED_K
 from harness.models.smoothed import LABELS as SMOOTHING_LABELS
 from harness.models.smoothed import SHORT_LABELS
+from harness.run.training_notes import training_lines
 
 FLOAT_KEYS = ("train_nll", "dev_nll", "test_nll", "train_ppl", "dev_ppl", "test_ppl", "smoothing", "count_nll", "count_train_nll",
               "nll_vs_count", "train_losses", "max_prob_diff", "train_nll_ci", "dev_nll_ci", "test_nll_ci", "item_nll",
@@ -118,25 +119,6 @@ def loss_table(records: list[dict], noise: dict | None = None) -> str:
     return pd.DataFrame(rows).fillna("").to_markdown(index=False, disable_numparse=True)
 
 
-CONVERGED_DROP = 1e-3  # nats/char the training loss may still fall over the last tenth of the steps
-
-
-def still_improving(records: list[dict]) -> list[str]:
-    """Gradient models whose training loss fell by more than CONVERGED_DROP over their last tenth of steps."""
-    lines = []
-    for r in records:
-        losses = [x for x in (r.get("train_losses") or []) if isinstance(x, (int, float)) and math.isfinite(x)]
-        if r.get("method") != "gradient" or r.get("status", "ok") != "ok" or len(losses) < 10:
-            continue
-        tail = losses[int(0.9 * (len(losses) - 1)):]
-        drop = tail[0] - tail[-1]
-        # a steady fall only: a loss that oscillates (lr too high) is not "improving" and says so in its curve
-        if drop > CONVERGED_DROP and all(b <= a + 1e-6 for a, b in zip(tail, tail[1:])):
-            lines.append(f"- {r['key']}: the loss fell {drop:.4f} nats/char over its last {len(tail) - 1} "
-                         f"of {len(losses)} steps")
-    return lines
-
-
 def not_run_lines(records: list[dict]) -> list[str]:
     """One bullet per reason a configuration did not finish (skipped, failed, interrupted), naming them,
     and one per part of a finished configuration that failed (its sampling), whose NLLs stand."""
@@ -233,9 +215,7 @@ def render_report(results: dict) -> str:
     not_run = not_run_lines(results["results"])
     if not_run:
         lines += ["Not run to the end:", "", *not_run, ""]
-    unconverged = still_improving(results["results"])
-    if unconverged:
-        lines += ["Still improving at their last step (more `--steps` would lower their loss):", "", *unconverged, ""]
+    lines += training_lines(results["results"])
     board = leaderboard(results)
     if board:
         lines += ["## Leaderboard", "", "Every family and order of the run, best dev NLL first (in bold). Neural models are "
