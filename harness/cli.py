@@ -246,13 +246,28 @@ def cmd_report(args) -> int:
     return 0
 
 
-def output_file(path: str, flag: str) -> Path:
-    """A file a command will write: its folder must exist (a missing one is not made up silently)."""
+RUN_OWN_FILES = ("results.json", "results.csv", "report.md", "grid.toml", ".lock")
+
+
+def output_file(path: str, flag: str, inputs=()) -> Path:
+    """A file a command will write: its folder must exist (a missing one is not made up silently), and it may
+    not be a directory, a device or FIFO, one of the command's `inputs`, or a run folder's own file (all of which
+    the atomic rename would replace without a word)."""
+    if not path.strip():
+        raise HarnessError(f"{flag} is empty; give a file path")
     out = Path(path)
     if out.is_dir():
         raise HarnessError(f"{flag} {path!r} is a directory; give a file path")
+    if out.exists() and not out.is_file():
+        raise HarnessError(f"{flag} {path!r} is not a regular file (a device, FIFO or socket); give a file path")
+    if out.parent.exists() and not out.parent.is_dir():
+        raise HarnessError(f"{flag} {path!r}: {str(out.parent)!r} is a file, not a folder; give another path")
     if not out.parent.is_dir():
         raise HarnessError(f"{flag} {path!r}: folder {str(out.parent)!r} does not exist; create it or give another path")
+    if any(out.resolve() == Path(p).resolve() for p in inputs if p):
+        raise HarnessError(f"{flag} {path!r} is also what this command reads; write to another file")
+    if out.name in RUN_OWN_FILES and (out.parent / "results.json").is_file():
+        raise HarnessError(f"{flag} {path!r} is the {out.name} of the run in {str(out.parent)!r}; write to another file")
     return out
 
 
@@ -262,7 +277,7 @@ def cmd_compare(args) -> int:
     from harness.run.report import load_results
 
     runs = [load_results(Path(d)) for d in (args.run_a, args.run_b)]
-    out = output_file(args.out, "--out") if args.out else Path(args.run_b) / f"compare-vs-{Path(args.run_a).name}.md"
+    out = output_file(args.out, "--out") if args.out is not None else Path(args.run_b) / f"compare-vs-{Path(args.run_a).name}.md"
     text = compare_runs(runs[0], runs[1], args.run_a, args.run_b)
     why = comparability(runs[0], runs[1])
     if why:  # still compared (the same grid on two corpora is a fair question), but never without a word
@@ -366,7 +381,7 @@ def cmd_score(args) -> int:
         raise HarnessError("score needs words to score or --file FILE")
     if args.per_item and not args.file:
         raise HarnessError("--per-item writes the items of --file; give --file FILE too")
-    per_item = output_file(args.per_item, "--per-item") if args.per_item else None
+    per_item = output_file(args.per_item, "--per-item", inputs=[args.file]) if args.per_item is not None else None
     if args.file:  # before any model is read or fitted
         check_score_file(args.file)
         if not args.per_item:
@@ -517,7 +532,8 @@ def run_command(args) -> int:
     if args.command == "export":
         from harness.run.models_io import export_arpa
 
-        print(export_arpa(args.run_dir, validate_order(args.order), parse_smoothing(args.smoothing), args.arpa))
+        arpa = output_file(args.arpa, "--arpa")
+        print(export_arpa(args.run_dir, validate_order(args.order), parse_smoothing(args.smoothing), arpa))
         return 0
     if args.command == "bench":
         from harness.bench.main import bench_main

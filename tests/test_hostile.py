@@ -450,3 +450,28 @@ def test_an_emoji_corpus_draws_without_warnings_under_quiet(tmp_path, capsys):
 ])
 def test_counts_past_what_could_finish_are_refused(capsys, argv, says):
     one_line_exit_2(capsys, argv, says)
+
+
+OUTPUT_CASES = [(command, case) for command in ("export", "compare", "score")
+                for case in ("run's results.json", "fifo", "empty", "under a file")] + [("score", "the input")]
+
+
+@pytest.mark.parametrize("command, case", OUTPUT_CASES)
+def test_an_output_path_never_replaces_what_is_there(good_results, tiny, tmp_path, capsys, case, command):
+    """export --arpa, compare --out and score --per-item refuse, in one line, a target that the atomic rename would
+    have replaced without a word: a run's own file, a FIFO, '' or a path under a file; score refuses its own --file."""
+    fifo, afile = tmp_path / "fifo", tmp_path / "afile"
+    os.mkfifo(fifo)
+    afile.write_text("x")
+    names = tmp_path / "names.txt"
+    names.write_text("emma\nava\n")
+    target = {"run's results.json": str(good_results / "results.json"), "fifo": str(fifo), "empty": "",
+              "under a file": str(afile / "out"), "the input": str(names)}[case]
+    before = {p: p.read_bytes() for p in (good_results / "results.json", names, afile)}
+    argv = {"export": ["export", str(good_results), "--order", "2", "--smoothing", "1", "--arpa", target],
+            "compare": ["compare", str(good_results), str(good_results), "--out", target],
+            "score": ["score", "--corpus", tiny, "--device", "cpu", "--file", str(names), "--per-item", target]}[command]
+    says = {"run's results.json": "is the results.json of the run", "fifo": "not a regular file", "empty": "is empty",
+            "under a file": "is a file, not a folder", "the input": "also what this command reads"}[case]
+    one_line_exit_2(capsys, argv, says)
+    assert {p: p.read_bytes() for p in before} == before and fifo.is_fifo()

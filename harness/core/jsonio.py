@@ -63,6 +63,8 @@ def write_atomic(path: Path, text: str) -> None:
     HarnessError naming the path, with `path` left as it was.
     """
     path = Path(path)
+    if path.exists() and not path.is_file():  # the rename would replace a device, FIFO or folder without a word
+        raise HarnessError(f"cannot write {path}: it is not a regular file (a device, FIFO, socket or folder); give a file path")
     tmp = None
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMPORARY_SUFFIX)

@@ -49,3 +49,14 @@ def test_load_object_names_the_problem(tmp_path, content, says):
     assert " at at " not in str(raised.value)
     if content is not None:
         assert path.read_bytes() == content  # never overwritten
+
+
+def test_write_atomic_never_replaces_a_fifo_or_a_folder(tmp_path):
+    import os
+
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    for target in (fifo, tmp_path):
+        with pytest.raises(HarnessError, match="not a regular file"):
+            jsonio.write_atomic(target, "{}")
+    assert fifo.is_fifo() and tmp_path.is_dir() and sorted(p.name for p in tmp_path.iterdir()) == ["fifo"]
