@@ -199,6 +199,31 @@ CORRUPT = {
 }
 
 
+def _edited(path: list, value):
+    """A damage that sets one field of the good results.json (path: keys and list indices) to `value`."""
+    def damage(good: bytes) -> bytes:
+        data = json.loads(good)
+        node = data
+        for key in path[:-1]:
+            node = node[key]
+        node[path[-1]] = value
+        return json.dumps(data).encode()
+    return damage
+
+
+# values of the wrong type inside records and the run (a hostile sweep found each a traceback before)
+CORRUPT.update({
+    "dev_nll a string": _edited(["results", 0, "dev_nll"], "abc"), "dev_nll a list": _edited(["results", 0, "dev_nll"], [1]),
+    "ci of one number": _edited(["results", 0, "dev_nll_ci"], [1]), "ci a string": _edited(["results", 0, "dev_nll_ci"], "x"),
+    "item_nll strings": _edited(["results", 0, "item_nll"], {"dev": "x"}),
+    "item_nll too short": _edited(["results", 0, "item_nll", "dev"], [1.0]),
+    "order a word": _edited(["results", 0, "order"], "two"), "samples a number": _edited(["results", 0, "samples"], 5),
+    "new_share a string": _edited(["results", 0, "new_share"], "x"), "tuning a string": _edited(["results", 0, "tuning"], "x"),
+    "split_items a string": _edited(["run", "split_items"], "x"), "hashes a string": _edited(["run", "hashes"], "x"),
+    "seed a string": _edited(["run", "config", "seed"], "x"),
+})
+
+
 @pytest.fixture(scope="module")
 def good_results(tmp_path_factory):
     folder = tmp_path_factory.mktemp("good")

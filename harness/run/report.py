@@ -19,6 +19,7 @@ from harness.evaluation.intervals import Interval, beyond_noise, paired_differen
 from harness.models.families import MIX, NEURAL_METHODS, TUNED_K
 from harness.models.smoothed import LABELS as SMOOTHING_LABELS
 from harness.models.smoothed import SHORT_LABELS
+from harness.run.results_check import check_results
 from harness.run.training_notes import training_lines
 
 FLOAT_KEYS = ("train_nll", "dev_nll", "test_nll", "train_ppl", "dev_ppl", "test_ppl", "smoothing", "count_nll", "count_train_nll",
@@ -577,4 +578,5 @@ def load_results(run_dir: Path) -> dict:
     bad = [i for i, r in enumerate(records) if not isinstance(r, dict) or not {"key", "order", "method"} <= r.keys()]
     if bad:
         raise HarnessError(f"{path}: record {bad[0]} lacks key/order/method; {RESULTS_FIX}")
+    check_results(path, data, RESULTS_FIX)
     return data
