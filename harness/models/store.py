@@ -159,14 +159,20 @@ def load_model(path, device="cpu", classes: dict | None = None):
         raise HarnessError(f"{where} is not a makemore-harness model file; give a .pt file from a run's models/ folder")
     if payload.get("version") != VERSION:
         raise HarnessError(f"{where} is format version {payload.get('version')}, this harness reads {VERSION}; refit with this version")
-    name, state = payload["class"], _to_device(payload["state"], device)
-    if name in _CODECS:
-        model = _CODECS[name][1](state)
-    elif classes and name in classes:
-        model = classes[name].from_saved_state(state)
-    else:
+    missing = [k for k in ("class", "state", "vocab", "order", "method", "meta") if k not in payload]
+    if missing or not isinstance(payload["vocab"], (list, tuple)) or not isinstance(payload["meta"], dict):
+        raise HarnessError(f"{where} is damaged: {'it lacks ' + ', '.join(missing) if missing else 'its vocab or meta is not a list / an object'}; "
+                           "give a .pt file a run wrote, or rerun that run")
+    name = payload["class"]
+    if name not in _CODECS and not (classes and name in classes):
         raise HarnessError(f"{where} holds a {name}, which this harness cannot load; load it where its family is installed")
-    vocab = Vocab(tuple(payload["vocab"]))
+    try:  # the state's tensors rebuilt into a model: a damaged file fails here, in any of many ways
+        state = _to_device(payload["state"], device)
+        model = _CODECS[name][1](state) if name in _CODECS else classes[name].from_saved_state(state)
+        vocab = Vocab(tuple(payload["vocab"]))
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError, RuntimeError) as exc:
+        raise HarnessError(f"{where} is damaged: its {name} state does not rebuild ({type(exc).__name__}: {str(exc)[:80]}); "
+                           "give a .pt file a run wrote, or rerun that run") from None
     if vocab.size != model.vocab_size:
         raise HarnessError(f"{where}: its vocabulary has {vocab.size} tokens but its model {model.vocab_size}; the file is damaged")
     return model, vocab, payload

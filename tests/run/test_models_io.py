@@ -110,3 +110,40 @@ def test_export_prints_the_counts_its_file_declares(run_dir, tmp_path, capsys):
     printed = capsys.readouterr().out.split("ARPA (")[1].split(" n-grams per order")[0]
     declared = [line.split("=")[1] for line in out.read_text().splitlines()[1:4]]
     assert [p.replace(",", "") for p in printed.split(", ")] == declared
+
+
+def _damaged(payload: dict, damage: str) -> dict:
+    import copy
+
+    import torch
+
+    payload = copy.deepcopy(payload)
+    state = payload["state"]
+    if damage == "no state":
+        payload.pop("state")
+    elif damage == "vocab None":
+        payload["vocab"] = None
+    elif damage == "meta None":
+        payload["meta"] = None
+    elif damage == "cells out of range":
+        state["cells"] = torch.tensor([10**9])
+    elif damage == "cells as floats":
+        state["cells"] = state["cells"].double()
+    elif damage == "vocab_size huge":
+        state["vocab_size"] = 10**6
+    return payload
+
+
+@pytest.mark.parametrize("damage", ["no state", "vocab None", "meta None", "cells out of range", "cells as floats",
+                                    "vocab_size huge"])
+def test_a_damaged_model_file_is_one_line(run_dir, tmp_path, capsys, damage):
+    """A hostile sweep found each of these a traceback (KeyError, TypeError, AttributeError, RuntimeError, IndexError)."""
+    import torch
+
+    from tests.test_cli import assert_clean_error_in_process
+
+    (good,) = (run_dir / "models").glob("order=2_count_smoothing=0.5.pt")
+    bad = tmp_path / "bad.pt"
+    torch.save(_damaged(torch.load(good, weights_only=True), damage), bad)
+    assert_clean_error_in_process(capsys, ["score", "--corpus", "ssa:1900", "--device", "cpu", "--model", str(bad), "emma"],
+                                  "is damaged")
