@@ -80,6 +80,8 @@ def _header(lines: list[str], where: str) -> tuple[list[int], int]:
         try:
             order, count = lines[i].strip()[len("ngram "):].split("=")
             counts[int(order)] = int(count)
+            if counts[int(order)] < 0:
+                raise ValueError
         except ValueError:
             raise HarnessError(f"{where} line {i + 1}: {lines[i].strip()!r} is not 'ngram K=COUNT'") from None
         i += 1
@@ -88,8 +90,9 @@ def _header(lines: list[str], where: str) -> tuple[list[int], int]:
     return [counts[k] for k in range(1, len(counts) + 1)], i
 
 
-def _section(lines: list[str], i: int, k: int, count: int, where: str) -> tuple[list[list[str]], int]:
-    """The split lines of the k-grams section, checked for count and shape."""
+def _section(lines: list[str], i: int, k: int, count: int, where: str, top: bool) -> tuple[list[list[str]], int]:
+    """The split lines of the k-grams section, checked for count and shape (`top`: the highest order, whose
+    lines have no backoff weight)."""
     while i < len(lines) and not lines[i].strip():
         i += 1
     if i >= len(lines) or lines[i].strip() != f"\\{k}-grams:":
@@ -99,20 +102,26 @@ def _section(lines: list[str], i: int, k: int, count: int, where: str) -> tuple[
     body = lines[start:start + count]
     rows = [line.split() for line in body]
     lengths = set(map(len, rows))
-    if len(rows) < count or not lengths <= {k + 1, k + 2}:
-        j = next((j for j, r in enumerate(rows) if not k + 1 <= len(r) <= k + 2), len(rows))
+    longest = k + 1 if top else k + 2
+    if len(rows) < count or not lengths <= set(range(k + 1, longest + 1)):
+        j = next((j for j, r in enumerate(rows) if not k + 1 <= len(r) <= longest), len(rows))
         shown = "the end of the file" if j >= len(body) else repr(body[j][:60])
+        backoff = "" if top else ", optional backoff"
         raise HarnessError(f"{where} line {start + j + 1}: expected one of the {count} {k}-grams declared "
-                           f"(log10 prob, {k} tokens, optional backoff), found {shown}; the file is truncated or malformed")
+                           f"(log10 prob, {k} tokens{backoff}), found {shown}; the file is truncated or malformed")
     return rows, start + count
 
 
 def _floats(values: list[str], where: str, what: str) -> np.ndarray:
     try:
-        return np.array(values, dtype=np.float64)
+        numbers = np.array(values, dtype=np.float64)
     except ValueError:
         bad = next(v for v in values if not _is_float(v))
         raise HarnessError(f"{where}: {what} {bad!r} is not a number; the file is malformed") from None
+    if not np.isfinite(numbers).all():  # nan, inf, or 1e309 read as inf: no toolkit writes them (never is -99)
+        bad = values[int(np.flatnonzero(~np.isfinite(numbers))[0])]
+        raise HarnessError(f"{where}: {what} {bad!r} is not a finite number; the file is malformed")
+    return numbers
 
 
 def _is_float(text: str) -> bool:
@@ -195,10 +204,14 @@ def read_arpa_tables(path, itos=None, order: int | None = None) -> ArpaTables:
         raise HarnessError(f"{where} is an order-{n} model, not order {order}; pass --order {n} or another file")
     sections = []
     for k, count in enumerate(declared, start=1):
-        rows, i = _section(lines, i, k, count, where)
+        rows, i = _section(lines, i, k, count, where, top=k == n)
         sections.append(rows)
-    if not any(line.strip() == "\\end\\" for line in lines[i:]):
+    rest = next((line.strip() for line in lines[i:] if line.strip()), None)
+    if rest is None:
         raise HarnessError(f"{where} has no \\end\\ line after the {n}-grams; the file is truncated")
+    if rest != "\\end\\":  # more lines than the header declares, or a section of an order it does not declare
+        raise HarnessError(f"{where}: after the {declared[-1]:,} {n}-grams the header declares, found {rest[:40]!r} where "
+                           "\\end\\ belongs; the \\data\\ counts are wrong or the file is malformed")
     itos = _characters([r[1] for r in sections[0]], itos, where)
     V = len(itos)
     # token codes: characters by id, then the specials, which only some positions allow

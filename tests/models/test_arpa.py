@@ -245,6 +245,14 @@ def _mutations():
         "duplicate": (text.replace("-0.9 b </s>", "-0.2 a b"), "twice"),
         "orders gap": (text.replace("ngram 2=5\n", ""), "declares orders"),
         "wrong tokens per line": (text.replace("-0.2 a b", "-0.2 a"), "expected one of"),
+        # a hostile sweep found each of these read without a word
+        "nan probability": (text.replace("-0.2 a b", "nan a b"), "not a finite number"),
+        "inf backoff": (text.replace("-0.6\ta\t-0.25", "-0.6\ta\tinf"), "not a finite number"),
+        "overflowing number": (text.replace("-0.2 a b", "-1e309 a b"), "not a finite number"),
+        "count too low at the top": (text.replace("ngram 3=4", "ngram 3=2"), "where \\end\\ belongs"),
+        "negative count": (text.replace("ngram 3=4", "ngram 3=-1"), "is not 'ngram K=COUNT'"),
+        "a section beyond the header": (text.replace("\\end\\", "\\4-grams:\n-0.1 a b a b\n\n\\end\\"), "where \\end\\ belongs"),
+        "a backoff at the top order": (text.replace("-0.15 a b a", "-0.15 a b a -0.3"), "expected one of"),
     }
 
 
