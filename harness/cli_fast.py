@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from harness.core.errors import HarnessError
+from harness.core.errors import HarnessError, input_file_problem
 
 
 def _drop_stdout() -> None:
@@ -62,10 +62,9 @@ def guarded(command: Callable[[], int | None]) -> int | None:
 def check_score_file(path: str) -> Path:
     """`score --file PATH`, checked before any model is read or fitted."""
     file = Path(path)
-    if file.is_dir():
-        raise HarnessError(f"--file {path!r} is a directory; give a text file, one item per line")
-    if not file.exists():
-        raise HarnessError(f"--file {path!r} does not exist; give a text file, one item per line")
+    problem = input_file_problem(file)
+    if problem:
+        raise HarnessError(f"--file {path!r} {problem}; give a text file, one item per line")
     return file
 
 

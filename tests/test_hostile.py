@@ -500,3 +500,20 @@ def test_an_output_path_never_replaces_what_is_there(good_results, tiny, tmp_pat
             "under a file": "is a file, not a folder", "the input": "also what this command reads"}[case]
     one_line_exit_2(capsys, argv, says)
     assert {p: p.read_bytes() for p in before} == before and fifo.is_fifo()
+
+
+@pytest.mark.parametrize("kind, says", [("fifo", "is not a regular file"), ("/dev/null", "is not a regular file"),
+                                        ("folder", "is a directory"), ("missing", "does not exist")])
+@pytest.mark.parametrize("flag", ["--file", "--arpa", "--model"])
+def test_an_input_that_is_not_a_file_is_named_for_what_it_is(tiny, tmp_path, capsys, flag, kind, says):
+    """The hostile sweep found a FIFO, /dev/null and a folder said 'not to exist' by score's --file, --arpa and --model."""
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    path = {"fifo": str(fifo), "/dev/null": "/dev/null", "folder": str(tmp_path / "sub"), "missing": str(tmp_path / "no")}[kind]
+    (tmp_path / "sub").mkdir()
+    if flag == "--model" and kind == "folder":
+        says = "has no models/ folder"  # a folder is a run folder to --model
+    argv = {"--file": ["score", "--corpus", tiny, "--device", "cpu", "--smoothing", "1", "--file", path],
+            "--arpa": ["score", "--arpa", path, "emma"],
+            "--model": ["score", "--corpus", tiny, "--device", "cpu", "--model", path, "emma"]}[flag]
+    one_line_exit_2(capsys, argv, says)

@@ -19,7 +19,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from harness.core.constants import LN10
-from harness.core.errors import HarnessError
+from harness.core.errors import HarnessError, input_file_problem
 
 BYTES_PER_PREDICTION = 200  # a chunk's token stream, context ids and the per-order lookup temporaries
 DEFAULT_STREAM_BYTES = 256 * 1024**2
@@ -107,8 +107,9 @@ def line_chunks(path, itos, max_bytes: int = DEFAULT_STREAM_BYTES) -> Iterator[n
     file, a character outside `itos` or (non-ASCII vocabularies) bytes that are not UTF-8 raise HarnessError.
     """
     path = Path(path)
-    if not path.is_file():
-        raise HarnessError(f"file to score {str(path)!r} does not exist; give a text file, one item per line")
+    problem = input_file_problem(path)
+    if problem:
+        raise HarnessError(f"file to score {str(path)!r} {problem}; give a text file, one item per line")
     codes = code_table(itos)
     chunk_bytes = max(1 << 12, max_bytes // BYTES_PER_PREDICTION)
     with path.open("rb") as handle:

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.core.constants import BOUNDARY_CHAR
-from harness.core.errors import HarnessError
+from harness.core.errors import HarnessError, input_file_problem
 
 START, END, UNKNOWN = "<s>", "</s>", "<unk>"
 
@@ -51,7 +51,8 @@ def description(path, order: int, ngrams: int, characters: int) -> str:
 
 
 def _missing(path: Path) -> HarnessError:
-    return HarnessError(f"ARPA file {str(path)!r} does not exist; give the path of an ARPA file (e.g. lmplz's output)")
+    problem = input_file_problem(path) or "cannot be read"
+    return HarnessError(f"ARPA file {str(path)!r} {problem}; give the path of an ARPA file (e.g. lmplz's output)")
 
 
 def _unreadable(path: Path, exc: Exception) -> HarnessError:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from harness.core.errors import HarnessError
+from harness.core.errors import HarnessError, input_file_problem
 from harness.data.corpus import Vocab
 from harness.models.backoff import BackoffModel
 from harness.models.count import CountModel, SparseCountModel
@@ -149,8 +149,9 @@ def load_model(path, device="cpu", classes: dict | None = None):
     """
     path = Path(path)
     where = f"model file {str(path)!r}"
-    if not path.is_file():
-        raise HarnessError(f"{where} does not exist; give a file from a run's models/ folder, or the run folder with --order/--smoothing")
+    problem = input_file_problem(path)
+    if problem:
+        raise HarnessError(f"{where} {problem}; give a file from a run's models/ folder, or the run folder with --order/--smoothing")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unreadable file is the user's to fix

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.core.errors import HarnessError
+from harness.core.errors import HarnessError, input_file_problem
 from harness.data.corpus import Corpus, Vocab
 from harness.models.families import count_point, family
 from harness.models.store import SUFFIX, can_save, load_model, save_model, training_sha256
@@ -51,7 +51,7 @@ def resolve_model_file(spec: str, order: int, smoothing: str) -> Path:
     if path.is_file():
         return path
     if not path.is_dir():
-        raise HarnessError(f"--model {spec!r} does not exist; give a model file (RUN/models/*.pt) or a run folder")
+        raise HarnessError(f"--model {spec!r} {input_file_problem(path)}; give a model file (RUN/models/*.pt) or a run folder")
     folder = path / MODELS_DIR
     if not folder.is_dir():
         raise HarnessError(f"--model {spec!r} has no {MODELS_DIR}/ folder; give the folder of a run made by this version, or a model file")
