@@ -516,7 +516,14 @@ def main(argv=None) -> int:
     return guarded(lambda: run_command(args))
 
 
+PATH_OPTIONS = ("arpa", "model", "file", "per_item", "config", "resume")  # '' would read as "not given"
+
+
 def run_command(args) -> int:
+    for name in PATH_OPTIONS:
+        value = getattr(args, name, None)
+        if isinstance(value, str) and not value.strip():
+            raise HarnessError(f"--{name.replace('_', '-')} is empty; give a path, or leave the option out")
     if args.command == "run":
         return cmd_run(args)
     if args.command == "corpora":

@@ -517,3 +517,16 @@ def test_an_input_that_is_not_a_file_is_named_for_what_it_is(tiny, tmp_path, cap
             "--arpa": ["score", "--arpa", path, "emma"],
             "--model": ["score", "--corpus", tiny, "--device", "cpu", "--model", path, "emma"]}[flag]
     one_line_exit_2(capsys, argv, says)
+
+
+@pytest.mark.parametrize("argv", [["score", "--arpa", "", "emma"], ["score", "--corpus", "ssa:1900", "--model", " ", "emma"],
+                                  ["run", "--config", ""], ["run", "--arpa", ""], ["run", "--resume", ""],
+                                  ["score", "--corpus", "ssa:1900", "--file", ""]])
+def test_an_empty_path_is_refused_not_taken_as_absent(capsys, argv):
+    """'' for a path option read as 'not given' (score --arpa '' fitted a model from the corpus instead)."""
+    flag = next(a for a in argv if a.startswith("--") and argv[argv.index(a) + 1].strip() == "")
+    one_line_exit_2(capsys, argv, f"{flag} is empty")
+
+
+def test_a_prefix_outside_the_vocabulary_says_prefix(tiny, capsys):
+    one_line_exit_2(capsys, ["sample", "--corpus", tiny, "--device", "cpu", "--prefix", "Q", "--num", "2"], "give a --prefix made of")
