@@ -55,15 +55,15 @@ class Vocab:
     def from_chars(cls, chars) -> "Vocab":
         return cls((BOUNDARY_CHAR, *sorted(set(chars))))
 
-    def encode(self, word: str) -> list[int]:
-        """Ids of a word's characters; a character outside the vocabulary is a HarnessError."""
+    def encode(self, word: str, fix: str = "score words made of those characters only") -> list[int]:
+        """Ids of a word's characters; a character outside the vocabulary is a HarnessError ending in `fix`."""
         stoi = self.stoi
         missing = sorted({ch for ch in word if ch not in stoi})
         if missing:
             shown = ", ".join(repr(ch) for ch in missing)
             raise HarnessError(
                 f"{word!r} contains {shown}, not in the corpus vocabulary of {self.size - 1} characters "
-                f"({''.join(self.itos[1:])[:80]}); score words made of those characters only"
+                f"({''.join(self.itos[1:])[:80]}); {fix}"
             )
         return [stoi[ch] for ch in word]
 

@@ -100,7 +100,7 @@ def sample_names(model, vocab: Vocab, num: int, generator: torch.Generator, cont
 
     With default controls this is `sample_batched`, draw for draw.
     """
-    prefix_ids = vocab.encode(controls.prefix) if controls.prefix else None  # a character outside the vocabulary: one line
+    prefix_ids = vocab.encode(controls.prefix, "give a --prefix made of those characters") if controls.prefix else None  # a character outside the vocabulary: one line
     if not controls.exclude_train:
         return sample_batched(model, vocab, num, generator, max_len, controls, prefix_ids)
     seen_in_train = set(train_items)
