@@ -55,7 +55,7 @@ def stale_temporaries(folder: Path) -> list[Path]:
     return sorted(p for p in Path(folder).rglob(f"*{TEMPORARY_SUFFIX}") if p.is_file())
 
 
-def write_atomic(path: Path, text: str) -> None:
+def write_atomic(path: Path, text: str | bytes) -> None:
     """Write to a temporary file beside `path`, then rename: a crash never leaves half a file.
 
     The temporary file's name is unique to this writer (two writers never share one) and it is
@@ -68,7 +68,7 @@ def write_atomic(path: Path, text: str) -> None:
     tmp = None
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMPORARY_SUFFIX)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        with (os.fdopen(fd, "wb") if isinstance(text, bytes) else os.fdopen(fd, "w", encoding="utf-8")) as handle:
             handle.write(text)
         os.chmod(tmp, 0o644)  # mkstemp makes it private; a report is for reading
         os.replace(tmp, path)

@@ -34,6 +34,7 @@ the last) are dropped on reading, and a character the file does not know is an e
 """
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 
 import numpy as np
@@ -99,7 +100,8 @@ def write_arpa(model, path, vocab: Vocab) -> BackoffModel:
             ends = (x % V == 0).tolist()
             lines += [f"{a}\t{g}" if e else f"{a}\t{g}\t{w}" for a, g, w, e in zip(p, grams, b, ends)]
     lines += ["", "\\end\\", ""]
-    jsonio.write_atomic(Path(path), "\n".join(lines))  # a missing folder or a full disk: one line, no half file
+    text = "\n".join(lines)  # .gz: compressed, as read_arpa and lmplz read it
+    jsonio.write_atomic(Path(path), gzip.compress(text.encode("utf-8")) if Path(path).suffix == ".gz" else text)
     return backoff
 
 

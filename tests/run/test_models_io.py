@@ -147,3 +147,19 @@ def test_a_damaged_model_file_is_one_line(run_dir, tmp_path, capsys, damage):
     torch.save(_damaged(torch.load(good, weights_only=True), damage), bad)
     assert_clean_error_in_process(capsys, ["score", "--corpus", "ssa:1900", "--device", "cpu", "--model", str(bad), "emma"],
                                   "is damaged")
+
+
+def test_export_to_gz_is_gzipped_and_scores_as_the_plain_file(run_dir, tmp_path, capsys):
+    """export --arpa x.arpa.gz wrote plain text before, which score --arpa then refused as 'not gzipped'."""
+    import gzip
+
+    plain, packed = tmp_path / "m.arpa", tmp_path / "m.arpa.gz"
+    for out in (plain, packed):
+        assert main(["export", str(run_dir), "--order", "3", "--smoothing", "kn", "--arpa", str(out)]) == 0
+    assert gzip.decompress(packed.read_bytes()) == plain.read_bytes()
+    capsys.readouterr()
+    printed = []
+    for out in (plain, packed):
+        assert main(["score", "--arpa", str(out), "emma", "olivia"]) == 0
+        printed.append(capsys.readouterr().out)
+    assert printed[0] == printed[1] and "mean NLL" in printed[0]
