@@ -164,7 +164,7 @@ def arpa_characters(path) -> tuple[str, ...]:
     where = f"ARPA file {str(path)!r}"
     lines = _leading_lines(path, lambda line: line in ("\\2-grams:", "\\end\\"))
     declared, i = _header(lines, where)
-    rows, _ = _section(lines, i, 1, declared[0], where)
+    rows, _ = _section(lines, i, 1, declared[0], where, top=len(declared) == 1)
     return _characters([r[1] for r in rows], None, where)
 
 
