@@ -530,3 +530,16 @@ def test_an_empty_path_is_refused_not_taken_as_absent(capsys, argv):
 
 def test_a_prefix_outside_the_vocabulary_says_prefix(tiny, capsys):
     one_line_exit_2(capsys, ["sample", "--corpus", tiny, "--device", "cpu", "--prefix", "Q", "--num", "2"], "give a --prefix made of")
+
+
+@pytest.mark.parametrize("argv, says", [(["--orders", "2,,3"], "empty item"), (["--orders", "2,"], "empty item"),
+                                        (["--smoothing", ",1"], "empty item")])
+def test_an_empty_item_in_a_list_flag_is_refused(tiny, capsys, argv, says):
+    """'2,,3' was read as 2,3: a slip taken for a choice (found by the hostile sweep)."""
+    one_line_exit_2(capsys, [*RUN, "--corpus", tiny, *argv], says)
+
+
+def test_the_same_arpa_file_twice_is_refused(tiny, tmp_path, capsys):
+    arpa = tmp_path / "m.arpa"
+    arpa.write_text("x")
+    one_line_exit_2(capsys, [*RUN, "--corpus", tiny, "--arpa", f"{arpa},{arpa}"], "twice")

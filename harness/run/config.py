@@ -117,7 +117,10 @@ def _name(key: str) -> str:
 
 def _as_list(key: str, value) -> list:
     if isinstance(value, str):
-        return [v.strip() for v in value.split(",") if v.strip()]
+        items = [v.strip() for v in value.split(",")]
+        if "" in items[:-1] or (len(items) > 1 and items[-1] == ""):  # "2,,3", ",2", "2,": a slip, not a choice
+            raise HarnessError(f"{_name(key)} has an empty item in {value!r}; separate values by single commas")
+        return [v for v in items if v]
     if isinstance(value, (list, tuple)):
         return list(value)
     return [value]
@@ -275,7 +278,7 @@ def make_run_config(values: dict) -> RunConfig:
         prefix=str(v["prefix"]),
         exclude_train=v["exclude_train"],
         **neural_values(v),
-        arpa=tuple(str(a) for a in _as_list("arpa", v["arpa"])),
+        arpa=_distinct("arpa", tuple(str(a) for a in _as_list("arpa", v["arpa"]))),
         mix=v["mix"],
     )
     cfg = _with_arpa(cfg)
