@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from harness.core.constants import BOUNDARY_CHAR
 from harness.core.errors import HarnessError, input_file_problem
 from harness.data.corpus import Vocab
 from harness.models.backoff import BackoffModel
@@ -176,4 +177,59 @@ def load_model(path, device="cpu", classes: dict | None = None):
                            "give a .pt file a run wrote, or rerun that run") from None
     if vocab.size != model.vocab_size:
         raise HarnessError(f"{where}: its vocabulary has {vocab.size} tokens but its model {model.vocab_size}; the file is damaged")
+    problem = _rebuilt_problem(model, payload)
+    if problem:
+        raise HarnessError(f"{where} is damaged: {problem}; give a .pt file a run wrote, or rerun that run")
     return model, vocab, payload
+
+
+PROBE_CELLS = 1 << 20  # a dense table up to this many cells is checked whole on loading (order 4 here); larger ones by rows
+COUNT_FIELDS = ("values", "counts", "context_totals")  # the counts in the state of a count model
+
+
+def _has_nan(value) -> bool:
+    if isinstance(value, torch.Tensor):
+        return value.is_floating_point() and bool(value.isnan().any())
+    if isinstance(value, float):
+        return value != value
+    if isinstance(value, dict):
+        return any(_has_nan(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_has_nan(v) for v in value)
+    return False
+
+
+def _rebuilt_problem(model, payload) -> str | None:
+    """What is wrong with a model rebuilt from a file, as words, or None: a file edited or damaged
+    after its run wrote it would otherwise load and score garbage without a word."""
+    itos = payload["vocab"]
+    if not (itos and itos[0] == BOUNDARY_CHAR and all(isinstance(ch, str) and len(ch) == 1 for ch in itos)
+            and len(set(itos)) == len(itos)):
+        return f"its vocabulary is not {BOUNDARY_CHAR!r} then distinct single characters"
+    if payload["order"] != model.order:
+        return f"it says order {payload['order']!r} but holds an order-{model.order} model"
+    state = payload["state"]
+    if _has_nan(state):
+        return "its state holds NaN"
+    k = getattr(model, "k", 0.0)
+    if isinstance(k, bool) or not isinstance(k, (int, float)) or not 0 <= k < float("inf"):
+        return f"its smoothing k is {k!r}, not a finite number >= 0"
+    if any(isinstance(state.get(f), torch.Tensor) and bool((state[f] < 0).any()) for f in COUNT_FIELDS if isinstance(state, dict)):
+        return "its counts include negative values"
+    try:  # its next-token distributions: after every one-token prefix and, where small, every context
+        table = model.probs_table() if model.vocab_size ** (model.order or 1) <= PROBE_CELLS else None
+        if table is None:
+            first = torch.arange(model.vocab_size, device=_device_of(state)).unsqueeze(1)
+            table = model.prefix_next_probs(first)
+    except (HarnessError, ValueError, RuntimeError) as exc:
+        return f"its {payload['class']} cannot give probabilities ({str(exc)[:80]})"
+    table = table.double()
+    if not bool(torch.isfinite(table).all()) or bool((table < 0).any()) or \
+            not bool(torch.allclose(table.sum(1), torch.ones((), dtype=table.dtype, device=table.device), atol=1e-3)):
+        return "its next-token probabilities are not finite, non-negative and summing to 1"
+    return None
+
+
+def _device_of(state) -> torch.device:
+    tensors = [v for v in (state.values() if isinstance(state, dict) else ()) if isinstance(v, torch.Tensor)]
+    return tensors[0].device if tensors else torch.device("cpu")

@@ -131,13 +131,33 @@ def _damaged(payload: dict, damage: str) -> dict:
         state["cells"] = state["cells"].double()
     elif damage == "vocab_size huge":
         state["vocab_size"] = 10**6
+    elif damage.startswith("k "):
+        state["k"] = {"k negative": -5.0, "k NaN": float("nan"), "k inf": float("inf")}[damage]
+    elif damage == "order mislabelled":
+        payload["order"] = 3
+    elif damage == "vocab without the boundary":
+        payload["vocab"] = ["a", *payload["vocab"][1:]]
+    elif damage == "vocab repeats a character":
+        payload["vocab"] = [*payload["vocab"][:-1], "a"]
+    elif damage == "negative count":
+        state["values"][0] = -3.0
+    elif damage == "inf count":
+        state["values"][0] = float("inf")
     return payload
 
 
-@pytest.mark.parametrize("damage", ["no state", "vocab None", "meta None", "cells out of range", "cells as floats",
-                                    "vocab_size huge"])
+DAMAGE = {"no state": "lacks state", "vocab None": "not a list", "meta None": "not a list", "cells out of range": "does not rebuild",
+          "cells as floats": "does not rebuild", "vocab_size huge": "does not rebuild",
+          # these loaded and scored without a word before (a hostile sweep): NaN, -inf or another model's order
+          "k negative": "smoothing k is -5.0", "k NaN": "holds NaN", "k inf": "smoothing k is inf",
+          "order mislabelled": "says order 3 but holds an order-2 model",
+          "vocab without the boundary": "vocabulary is not '.' then distinct", "vocab repeats a character": "distinct single",
+          "negative count": "negative values", "inf count": "not finite, non-negative and summing to 1"}
+
+
+@pytest.mark.parametrize("damage", DAMAGE)
 def test_a_damaged_model_file_is_one_line(run_dir, tmp_path, capsys, damage):
-    """A hostile sweep found each of these a traceback (KeyError, TypeError, AttributeError, RuntimeError, IndexError)."""
+    """A hostile sweep found the first six tracebacks (KeyError, TypeError, AttributeError, RuntimeError, IndexError)."""
     import torch
 
     from tests.test_cli import assert_clean_error_in_process
@@ -146,7 +166,7 @@ def test_a_damaged_model_file_is_one_line(run_dir, tmp_path, capsys, damage):
     bad = tmp_path / "bad.pt"
     torch.save(_damaged(torch.load(good, weights_only=True), damage), bad)
     assert_clean_error_in_process(capsys, ["score", "--corpus", "ssa:1900", "--device", "cpu", "--model", str(bad), "emma"],
-                                  "is damaged")
+                                  "is damaged", DAMAGE[damage])
 
 
 def test_export_to_gz_is_gzipped_and_scores_as_the_plain_file(run_dir, tmp_path, capsys):
