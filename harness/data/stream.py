@@ -11,6 +11,7 @@ KenLM query's for the same file); blank lines and carriage returns are dropped.
 """
 from __future__ import annotations
 
+import codecs
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,6 +55,7 @@ class CodeTable:
     ascii_only: bool
     carriage_return: int  # sentinel ids: V and V + 1, above every id
     unknown: int
+    itos: tuple = ()  # the vocabulary's tokens, named in an error
 
 
 def code_table(itos) -> CodeTable:
@@ -69,13 +71,29 @@ def code_table(itos) -> CodeTable:
     table[points] = np.arange(1, len(points) + 1)
     table[ord("\n")] = 0
     table[ord("\r")] = V
-    return CodeTable(table.tobytes() if ascii_only else table, ascii_only, V, V + 1)
+    return CodeTable(table.tobytes() if ascii_only else table, ascii_only, V, V + 1, tuple(itos))
 
 
-def encode_lines(block: bytes, codes: CodeTable, path) -> np.ndarray:
+def _not_utf8(path, line: int, byte: int, reason: str) -> HarnessError:
+    return HarnessError(f"{str(path)!r} line {line:,} is not UTF-8 (byte 0x{byte:02x}: {reason}; a Latin-1 or binary file?); "
+                        "re-encode it, e.g. iconv -f latin1 -t UTF-8")
+
+
+def _utf8_at(block: bytes, at: int) -> str | None:
+    """The character whose UTF-8 encoding starts at block[at], or None where no valid one does."""
+    for width in (2, 3, 4):
+        try:
+            return block[at:at + width].decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+    return None
+
+
+def encode_lines(block: bytes, codes: CodeTable, path, lines_before: int = 0) -> np.ndarray:
     """int32 ids of whole lines, each ended by 0, blank lines and carriage returns dropped.
 
     The common case (no carriage return, no blank line) costs one translation and one max.
+    `lines_before`: the file's lines ahead of `block`, for the line number an error names.
     """
     if codes.ascii_only:
         ids = np.frombuffer(block.translate(codes.table), dtype=np.uint8)
@@ -83,14 +101,22 @@ def encode_lines(block: bytes, codes: CodeTable, path) -> np.ndarray:
         try:
             points = np.frombuffer(block.decode("utf-8").encode("utf-32-le"), dtype=np.uint32)
         except UnicodeDecodeError as exc:
-            raise HarnessError(f"{str(path)!r} is not valid UTF-8 ({exc.reason}); re-encode it, e.g. iconv -t UTF-8") from None
+            line = lines_before + block.count(b"\n", 0, exc.start) + 1
+            raise _not_utf8(path, line, block[exc.start], exc.reason) from None
         ids = codes.table[points]
     if len(ids) and ids.max() >= codes.carriage_return:
         if (ids == codes.unknown).any():
             at = int(np.argmax(ids == codes.unknown))
-            code = block[at] if codes.ascii_only else int(points[at])
-            shown = repr(chr(code)) if code < 128 or not codes.ascii_only else "a non-ASCII character"
-            raise HarnessError(f"{str(path)!r} contains {shown}, not in the model's vocabulary; score files made of its characters only")
+            if codes.ascii_only:
+                line = lines_before + block.count(b"\n", 0, at) + 1
+                shown = chr(block[at]) if block[at] < 128 else _utf8_at(block, at)
+                if shown is None:
+                    raise _not_utf8(path, line, block[at], "not the start of a UTF-8 character")
+            else:
+                line = lines_before + int(np.count_nonzero(points[:at] == ord("\n"))) + 1
+                shown = chr(int(points[at]))
+            raise HarnessError(f"{str(path)!r} line {line:,} contains {shown!r}, not in the model's vocabulary "
+                               f"({''.join(codes.itos[1:])[:80]}); score files made of its characters only")
         ids = ids[ids != codes.carriage_return]
     if len(ids) and ids[-1] != 0:
         ids = np.append(ids, 0)  # a last line without its newline
@@ -113,13 +139,16 @@ def line_chunks(path, itos, max_bytes: int = DEFAULT_STREAM_BYTES) -> Iterator[n
     codes = code_table(itos)
     chunk_bytes = max(1 << 12, max_bytes // BYTES_PER_PREDICTION)
     with path.open("rb") as handle:
-        rest = b""
+        rest = handle.read(len(codecs.BOM_UTF8))
+        rest = rest.removeprefix(codecs.BOM_UTF8)  # a byte-order mark (Windows editors) is no character, as in corpora
+        lines_before = 0
         while True:
             data = handle.read(chunk_bytes)
             block = rest + data
             cut = block.rfind(b"\n") + 1 if data else len(block)
             block, rest = block[:cut], block[cut:]
-            ids = encode_lines(block, codes, path) if block else np.zeros(0, dtype=np.int32)
+            ids = encode_lines(block, codes, path, lines_before) if block else np.zeros(0, dtype=np.int32)
+            lines_before += block.count(b"\n")
             if len(ids):
                 yield ids
             if not data:

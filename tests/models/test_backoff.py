@@ -164,12 +164,36 @@ def test_streamed_file_skips_blank_lines_and_carriage_returns(tiny, tmp_path):
 
 def test_streamed_file_errors(tiny, tmp_path):
     model = to_backoff(WittenBellModel.fit(windows(tiny, 2)))
-    with pytest.raises(HarnessError, match="'z', not in the model's vocabulary"):
+    with pytest.raises(HarnessError, match="line 2 contains 'z', not in the model's vocabulary"):
         score_file_streamed(model, _write(tmp_path / "z.txt", "emma\nzoe\n"), tiny.vocab)
-    with pytest.raises(HarnessError, match="non-ASCII"):
+    with pytest.raises(HarnessError, match="line 2 contains 'ë', not in the model's vocabulary"):  # was "a non-ASCII character"
         score_file_streamed(model, _write(tmp_path / "u.txt", "emma\nemmë\n"), tiny.vocab)
+    latin1 = tmp_path / "latin1.txt"
+    latin1.write_bytes("emma\nemmë\n".encode("latin-1"))
+    with pytest.raises(HarnessError, match=r"line 2 is not UTF-8 \(byte 0xeb.*iconv -f latin1"):
+        score_file_streamed(model, latin1, tiny.vocab)
     with pytest.raises(HarnessError, match="does not exist"):
         score_file_streamed(model, tmp_path / "missing.txt", tiny.vocab)
+
+
+def test_streamed_file_errors_name_the_line_across_chunks(tiny, tmp_path):
+    """The line an error names counts the lines of the chunks before (4,096-byte chunks here: 2,000 lines of
+    5 bytes are three chunks). Oracle: the bad line's index in the written file."""
+    model = to_backoff(WittenBellModel.fit(windows(tiny, 2)))
+    lines = ["emma"] * 2000 + ["moë"] + ["ava"] * 10
+    with pytest.raises(HarnessError, match="line 2,001 contains 'ë'"):
+        score_file_streamed(model, _write(tmp_path / "long.txt", "\n".join(lines)), tiny.vocab, max_bytes=1)
+
+
+def test_a_byte_order_mark_is_not_scored(tiny, tmp_path):
+    """A UTF-8 byte-order mark (Windows editors) is dropped, as the corpus reader drops it: the file scores as
+    the same file without it. Before, it was refused as 'a non-ASCII character'."""
+    from harness.models.rows import compile_rows
+
+    model = compile_rows(to_backoff(WittenBellModel.fit(windows(tiny, 3))))
+    plain = score_file_streamed(model, _write(tmp_path / "a.txt", "emma\nava\n"), tiny.vocab)
+    marked = score_file_streamed(model, _write(tmp_path / "b.txt", "\ufeffemma\nava\n"), tiny.vocab)
+    assert (marked.nll_nats, marked.predictions, marked.items) == (plain.nll_nats, plain.predictions, plain.items)
 
 
 def _write(path, text):
