@@ -133,3 +133,26 @@ def test_an_arpa_file_of_other_characters_is_refused_before_any_fit(tmp_path, ca
     assert_clean_error_in_process(capsys, ["run", "--corpus", str(corpus), "--orders", "3", "--smoothing", "kn", "--arpa", str(arpa),
                                            "--device", "cpu", "--quiet", "--out", str(out)], "its characters are not the corpus's", says)
     assert not out.exists()
+
+
+@pytest.mark.parametrize("cut, says", [(lambda text: text[:text.index("\\end\\")], "has no \\end\\ line"),
+                                       (lambda text: text[:text.index("-0.45")], "truncated or malformed"),
+                                       (lambda text: text.replace("-0.5", "nan", 1), "not a finite number")])
+def test_a_truncated_arpa_is_refused_before_any_fit(tmp_path, capsys, monkeypatch, cut, says):
+    """Read whole before the grid runs: it was a failed configuration (exit 1) found after the rest had trained."""
+    import harness.run.runner as runner
+    from tests.models.test_arpa import HAND_WRITTEN  # characters a and b, order 3
+    from tests.test_cli import assert_clean_error_in_process
+
+    def no_run(*args, **kwargs):
+        raise AssertionError("the run began")
+
+    monkeypatch.setattr(runner, "run_grid", no_run)
+    arpa, corpus, out = tmp_path / "ab.arpa", tmp_path / "names.txt", tmp_path / "run"
+    damaged = cut(HAND_WRITTEN)
+    assert damaged != HAND_WRITTEN
+    arpa.write_text(damaged)
+    corpus.write_text("abba\nbab\nab\nba\n" * 4)
+    assert_clean_error_in_process(capsys, ["run", "--corpus", str(corpus), "--orders", "3", "--smoothing", "kn", "--arpa", str(arpa),
+                                           "--device", "cpu", "--quiet", "--out", str(out)], f"ARPA file {str(arpa)!r}", says)
+    assert not out.exists()
