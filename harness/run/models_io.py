@@ -45,27 +45,31 @@ class Loaded:
     description: str
 
 
-def resolve_model_file(spec: str, order: int, smoothing: str) -> Path:
-    """--model PATH: a model file as given, or in a run folder the file of count configuration --order/--smoothing."""
+def resolve_model_file(spec: str, order: int, smoothing: str, label: str = "--model") -> Path:
+    """--model PATH: a model file as given, or in a run folder the file of count configuration --order/--smoothing.
+
+    label: how errors name `spec`; another label than --model (export's) takes run folders only."""
     path = Path(spec)
+    files_too = label == "--model"
     if path.is_file():
         return path
     if not path.is_dir():
-        raise HarnessError(f"--model {spec!r} {input_file_problem(path)}; give a model file (RUN/models/*.pt) or a run folder")
+        raise HarnessError(f"{label} {spec!r} {input_file_problem(path)}; give a model file (RUN/models/*.pt) or a run folder")
     folder = path / MODELS_DIR
     if not folder.is_dir():
-        raise HarnessError(f"--model {spec!r} has no {MODELS_DIR}/ folder; give the folder of a run made by this version, or a model file")
+        raise HarnessError(f"{label} {spec!r} has no {MODELS_DIR}/ folder; give the folder of a run made by this version"
+                           + (", or a model file" if files_too else ""))
     point = count_point(order, smoothing)
     file = folder / model_filename(family("count").key(point))
     if not file.is_file():
         saved = sorted(p.stem for p in folder.glob("*" + SUFFIX))
-        raise HarnessError(f"--model {spec!r} has no model of order {order} smoothing {smoothing} (saved: {', '.join(saved) or 'none'}); "
-                           "pass that configuration's --order and --smoothing, or its file")
+        raise HarnessError(f"{label} {spec!r} has no model of order {order} smoothing {smoothing} (saved: {', '.join(saved) or 'none'}); "
+                           "pass that configuration's --order and --smoothing" + (", or its file" if files_too else ""))
     return file
 
 
-def load_saved(spec: str, order: int, smoothing: str, device) -> Loaded:
-    file = resolve_model_file(spec, order, smoothing)
+def load_saved(spec: str, order: int, smoothing: str, device, label: str = "--model") -> Loaded:
+    file = resolve_model_file(spec, order, smoothing, label)
     model, vocab, payload = load_model(file, device)
     meta = payload.get("meta", {})
     sha = str(meta.get("train_sha256", "?"))[:12]
@@ -90,7 +94,7 @@ def export_arpa(run_dir: str, order: int, smoothing: str, out) -> str:
                            "in its models/ by --order and --smoothing)")
     if not Path(run_dir).is_dir():
         raise HarnessError(f"export: run folder {run_dir!r} does not exist; give the folder of a finished run")
-    loaded = load_saved(run_dir, order, smoothing, "cpu")
+    loaded = load_saved(run_dir, order, smoothing, "cpu", label="export: run folder")
     backoff = write_arpa(loaded.model, out, loaded.vocab)
     # as the file's data section counts them: the unigrams add <s> and <unk> to the model's own
     counts = ", ".join(f"{n + (2 if k == 0 else 0):,}" for k, n in enumerate(backoff.num_ngrams()))

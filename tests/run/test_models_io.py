@@ -103,6 +103,17 @@ def test_export_names_a_model_file_given_as_the_run_folder(run_dir, tmp_path, ca
                                            str(tmp_path / "m.arpa")], "is a file", "run folder that holds it")
 
 
+@pytest.mark.parametrize("folder, says", [("run", "has no model of order 5 smoothing kn (saved: "), ("empty", "has no models/ folder")])
+def test_export_errors_name_export_not_a_flag_it_has_not(run_dir, tmp_path, capsys, folder, says):
+    """export takes a run folder, not --model; its errors said '--model ...' and offered 'or its file'."""
+    given = str(run_dir) if folder == "run" else str(tmp_path)
+    order = "5" if folder == "run" else "3"
+    capsys.readouterr()
+    assert main(["export", given, "--order", order, "--smoothing", "kn", "--arpa", str(tmp_path / "m.arpa")]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"error: export: run folder {given!r} {says}") and "--model" not in line and "file" not in line.split(";")[1]
+
+
 def test_export_prints_the_counts_its_file_declares(run_dir, tmp_path, capsys):
     out = tmp_path / "m.arpa"
     capsys.readouterr()
